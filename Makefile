@@ -1,0 +1,61 @@
+# Two commands matter: `make reproduce` (the main job) and `make test` (the suite).
+# Each builds .venv from requirements.lock when it is missing, so a fresh machine needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= default
+SHARED ?= ../shared
+export BLURB_SHARED_DIR ?= $(abspath $(SHARED))
+export PYTHONHASHSEED := 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help venv data test test-unit test-notebooks reproduce lab bench models-mpnet clean-smoke
+
+help:
+	@echo "make reproduce   run every notebook (PROFILE=$(PROFILE)) and write outputs/REPORT.md"
+	@echo "make test        unit tests + nbval over notebooks/ (smoke profile)"
+	@echo "make lab         JupyterLab on the same environment"
+	@echo "make bench       speed and memory benchmarks -> outputs/benchmarks/"
+	@echo "make data        link data/blurb to $(SHARED)/data/blurb"
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: a loose torch requirement would pull the CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+data:
+	@if [ -e data/blurb ]; then echo "data/blurb present -> $$(readlink -f data/blurb)"; \
+	elif [ -d "$(SHARED)/data/blurb" ]; then ln -s "$(abspath $(SHARED))/data/blurb" data/blurb && echo "linked data/blurb -> $(abspath $(SHARED))/data/blurb"; \
+	else cat data/README.md; exit 1; fi
+
+models-mpnet: $(STAMP)
+	$(BIN)/blurb models install mpnet-base
+
+clean-smoke:
+	rm -rf outputs/smoke
+
+test-unit: $(STAMP) data
+	$(BIN)/python -m pytest tests
+
+test-notebooks: $(STAMP) data clean-smoke
+	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
+
+test: test-unit test-notebooks
+
+reproduce: $(STAMP) data models-mpnet
+	$(BIN)/python -m blurblib.reproduce --profile $(PROFILE) $(if $(FRESH),--fresh,)
+
+bench: $(STAMP) data
+	$(BIN)/python benchmarks/run_all.py
+
+lab: $(STAMP) data
+	$(BIN)/jupyter lab --notebook-dir=notebooks

