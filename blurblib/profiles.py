@@ -1,0 +1,196 @@
+"""Notebook profiles as data: how big a reproduction is, from seconds to GPU days.
+
+* `smoke`   - seconds per notebook on 2 CPU cores; what `make test` (nbval) executes.
+* `default` - what `make reproduce` runs: real data, small subsamples, minutes per notebook.
+* `full`    - the whole offline grid: more seeds, full training sets; hours on a CPU.
+* `paper`   - hub models on a GPU with Tinn et al.'s protocol (5 seeds, 10 for
+              BIOSSES/PubMedQA/BioASQ); LinkBERT's per-task hyperparameters where Tinn et al.
+              publish none.
+
+Per-task run settings (`TASK_SETTINGS`) are shared by every notebook of a profile, so the
+same run (say BIOSSES, minilm-l6, standard, seed 3) is trained once and reused everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from . import paths
+from .errors import UnknownNameError
+from .sweep import SweepSpec
+
+PROFILES = ("smoke", "default", "full", "paper")
+LOW_RESOURCE = ("BIOSSES", "PubMedQA", "BioASQ", "GAD")
+
+# RunConfig overrides per profile and task. Offline profiles cap train/dev/test sizes and
+# sequence lengths so a CPU can afford them; `paper` uses the full splits and BLURB lengths.
+_SMOKE = dict(epochs=1, train_limit=32, eval_limit=32, max_length=64, batch_size=8)
+_DEFAULT_BASE = dict(epochs=3, eval_limit=300, batch_size=16, lr=5e-5)
+TASK_SETTINGS: dict[str, dict[str, dict]] = {
+    "smoke": {"*": _SMOKE, "BIOSSES": dict(_SMOKE, epochs=2, lr=1e-4)},
+    "default": {
+        "*": dict(_DEFAULT_BASE, train_limit=400, max_length=128),
+        "BIOSSES": dict(_DEFAULT_BASE, epochs=10, batch_size=8, lr=1e-4),
+        "PubMedQA": dict(_DEFAULT_BASE, max_length=256),
+        "BioASQ": dict(_DEFAULT_BASE, max_length=256, eval_limit=None),
+        "GAD": dict(_DEFAULT_BASE, train_limit=400),
+    },
+    "full": {
+        "*": dict(epochs=3, batch_size=16, lr=5e-5, train_limit=5000, eval_limit=2000, max_length=256),
+        "BIOSSES": dict(epochs=20, batch_size=8, lr=1e-4),
+        "PubMedQA": dict(epochs=5, max_length=512),
+        "BioASQ": dict(epochs=5, max_length=512),
+        "GAD": dict(epochs=3, max_length=128),
+    },
+    # LinkBERT's released fine-tuning settings (Yasunaga et al. 2022, BLURB scripts).
+    "paper": {
+        "*": dict(epochs=3, batch_size=32, lr=5e-5),
+        "BIOSSES": dict(epochs=30, batch_size=16, lr=1e-5),
+        "PubMedQA": dict(epochs=30, batch_size=16, lr=2e-5),
+        "BioASQ": dict(epochs=30, batch_size=16, lr=2e-5),
+        "HoC": dict(epochs=20, batch_size=32, lr=4e-5),
+        "ChemProt": dict(epochs=10, batch_size=32, lr=3e-5),
+        "DDI": dict(epochs=10, batch_size=32, lr=3e-5),
+        "GAD": dict(epochs=10, batch_size=32, lr=2e-5),
+    },
+}
+
+
+def task_settings(profile: str, task: str) -> dict:
+    table = TASK_SETTINGS[_check(profile)]
+    return {**table["*"], **table.get(task, {})}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one notebook runs under one profile. `extra` holds notebook-specific knobs."""
+
+    notebook: str
+    name: str
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    techniques: tuple[dict, ...] = ({},)
+    device: str = "cpu"
+    results_dir: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def sweep(self, tasks=None, models=None, techniques=None, seeds=None) -> SweepSpec:
+        """A SweepSpec over this profile's grid (or a slice of it) with the per-task settings."""
+        tasks = tuple(tasks or self.tasks)
+        return SweepSpec(
+            tasks=tasks,
+            models=tuple(models or self.models),
+            techniques=tuple(techniques or self.techniques),
+            seeds=tuple(seeds or self.seeds),
+            per_task={t: task_settings(self.name, t) for t in tasks},
+        )
+
+    def figure_dir(self):
+        return _out(self.name) / "figures"
+
+    def table_dir(self):
+        return _out(self.name) / "tables"
+
+
+def _out(profile: str):
+    """Smoke runs write under outputs/smoke (wiped by `make test`), the rest under outputs/."""
+    return paths.outputs_dir() / "smoke" if profile == "smoke" else paths.outputs_dir()
+
+
+def _check(profile: str) -> str:
+    if profile not in PROFILES:
+        raise UnknownNameError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return profile
+
+
+OFFLINE_SMALL, OFFLINE_LARGE = "minilm-l6", "mpnet-base"
+PAPER_BASE = ("pubmedbert-base", "pubmedbert-base-fulltext", "bert-base", "biobert")
+_ALL_TASKS = ("BC5-chem", "BC5-disease", "NCBI-disease", "BC2GM", "JNLPBA", "EBM-PICO",
+              "ChemProt", "DDI", "GAD", "BIOSSES", "HoC", "PubMedQA", "BioASQ")
+
+# notebook -> profile -> fields of Profile. Seeds: the paper uses 5, and 10 for the small sets.
+_NOTEBOOKS: dict[str, dict[str, dict]] = {
+    "00_blurb_tour": {
+        p: dict(models=(OFFLINE_SMALL,), tasks=_ALL_TASKS, seeds=(1,), extra=dict(length_sample=200 if p == "smoke" else 2000))
+        for p in PROFILES
+    },
+    "01_pretraining_sensitivity": {
+        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2),
+                      extra=dict(pretrain_steps=8, pretrain_batch=8, arms=("released", "domain", "general", "random"))),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "BioASQ", "NCBI-disease"), seeds=(1, 2, 3),
+                        extra=dict(pretrain_steps=150, pretrain_batch=16, arms=("released", "domain", "general", "random"))),
+        "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
+                     seeds=(1, 2, 3, 4, 5), extra=dict(pretrain_steps=2000, pretrain_batch=32, arms=("released", "domain", "general", "random"))),
+        "paper": dict(models=PAPER_BASE, tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
+                      seeds=tuple(range(1, 11)), device="cuda", extra=dict(arms=())),
+    },
+    "02_size_vs_instability": {
+        "smoke": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES",), seeds=(1, 2)),
+        "default": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "GAD"), seeds=(1, 2, 3, 4, 5)),
+        "full": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease"),
+                     seeds=tuple(range(1, 11))),
+        "paper": dict(models=("pubmedbert-base", "pubmedbert-large", "pubmedelectra-base", "pubmedelectra-large"),
+                      tasks=_ALL_TASKS, seeds=tuple(range(1, 11)), device="cuda"),
+    },
+    "03_stabilization": {
+        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2),
+                      techniques=({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers": 1}),
+                      extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (1,), "llrd_decay": (0.9,), "reinit_layers": (2,)})),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD"), seeds=(1, 2, 3, 4, 5),
+                        techniques=({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers": 1}),
+                        extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (1, 5), "llrd_decay": (0.9, 0.65), "reinit_layers": (2,)})),
+        "full": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
+                     seeds=tuple(range(1, 11)),
+                     techniques=({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers": 1}),
+                     extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (1, 2, 4, 5), "llrd_decay": (0.95, 0.9, 0.7, 0.6), "reinit_layers": (2, 3)})),
+        "paper": dict(models=("pubmedbert-base", "pubmedbert-large", "pubmedelectra-base"), tasks=_ALL_TASKS, seeds=tuple(range(1, 11)),
+                      techniques=({}, {"freeze_layers": 6}, {"llrd_decay": 0.9}, {"reinit_layers": 1}), device="cuda",
+                      extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (3, 9), "llrd_decay": (0.95, 0.8), "reinit_layers": (2, 3)})),
+    },
+    "04_low_resource_reinit": {
+        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2), extra=dict(reinit=(0, 1))),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD"), seeds=(1, 2, 3, 4, 5), extra=dict(reinit=(0, 1, 2, 3))),
+        "full": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "PubMedQA", "BioASQ", "GAD"), seeds=tuple(range(1, 11)),
+                     extra=dict(reinit=(0, 1, 2, 3))),
+        "paper": dict(models=("pubmedbert-base", "pubmedbert-large"), tasks=("BIOSSES", "PubMedQA", "BioASQ", "GAD"),
+                      seeds=tuple(range(1, 11)), device="cuda", extra=dict(reinit=(0, 1, 2, 3))),
+    },
+    "05_blurb_score": {
+        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,)),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=tuple(t for t in _ALL_TASKS if t != "EBM-PICO"), seeds=(1, 2, 3)),
+        "full": dict(models=(OFFLINE_SMALL,), tasks=tuple(t for t in _ALL_TASKS if t != "EBM-PICO"), seeds=(1, 2, 3, 4, 5)),
+        "paper": dict(models=("pubmedbert-base",), tasks=_ALL_TASKS, seeds=(1, 2, 3, 4, 5), device="cuda"),
+    },
+    "06_efficiency": {
+        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1,), extra=dict(reps=1, bench_examples=32)),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), extra=dict(reps=3, bench_examples=128)),
+        "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), extra=dict(reps=5, bench_examples=256)),
+        "paper": dict(models=("pubmedbert-base",), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), device="cuda",
+                      extra=dict(reps=5, bench_examples=512)),
+    },
+}
+
+
+def notebooks() -> list[str]:
+    return list(_NOTEBOOKS)
+
+
+def get(notebook: str, profile: str = "default", **overrides) -> Profile:
+    """The Profile of `notebook` under `profile`; non-None keyword overrides replace fields.
+
+    This is what a notebook's `parameters` cell feeds: `profiles.get("03_stabilization",
+    PROFILE, models=MODELS, tasks=TASKS, seeds=SEEDS, device=DEVICE, results_dir=RESULTS_DIR)`.
+    """
+    if notebook not in _NOTEBOOKS:
+        raise UnknownNameError(f"unknown notebook {notebook!r}; profiles exist for {', '.join(_NOTEBOOKS)}")
+    fields = dict(_NOTEBOOKS[notebook][_check(profile)])
+    fields.setdefault("results_dir", str(_out(profile) / ("results-paper" if profile == "paper" else "results")))
+    for key, value in overrides.items():
+        if value is not None:
+            fields[key] = tuple(value) if isinstance(value, list) else value
+    return Profile(notebook=notebook, name=profile, **fields)
+
+
+def replace(profile: Profile, **changes) -> Profile:
+    return dataclasses.replace(profile, **changes)

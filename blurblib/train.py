@@ -1,0 +1,280 @@
+"""One fine-tuning run, from a `RunConfig` to a result record.
+
+A plain PyTorch loop rather than `transformers.Trainer`: layer-wise learning rates, frozen
+blocks and best-dev-epoch selection are each one line here, and the whole path from data to
+metric fits on a page. The protocol follows Tinn et al. / the BLURB fine-tuning recipe:
+AdamW (bias-corrected), linear warm-up over the first 10% of steps then linear decay,
+gradient clipping at 1.0, evaluation on dev after every epoch, test scored at the best dev epoch.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import re
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from . import encoding, metrics, models, tasks, techniques
+from .errors import ConfigError
+
+# Subsamples are drawn with a fixed seed so that every fine-tuning seed sees the same
+# examples: the spread over seeds then measures fine-tuning instability, not sampling.
+SUBSAMPLE_SEED = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's result. Its hash names the run in the results store.
+
+    The technique knobs compose: `freeze_layers=3, llrd_decay=0.9` is a valid run.
+    """
+
+    task: str
+    model: str = "minilm-l6"
+    freeze_layers: int = 0
+    reinit_layers: int = 0
+    llrd_decay: float = 1.0
+    mixout: float = 0.0
+    lr: float = 5e-5
+    batch_size: int = 16
+    epochs: int = 3
+    seed: int = 1
+    max_length: int | None = None
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+
+    @property
+    def technique(self) -> str:
+        """A readable label derived from the knobs, so it can never disagree with them."""
+        return technique_label(self)
+
+    @property
+    def run_id(self) -> str:
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        digest = hashlib.sha1(payload.encode()).hexdigest()[:10]
+        model = re.sub(r"[^A-Za-z0-9.-]+", "-", self.model.rstrip("/").split("/")[-1])
+        return f"{self.task}__{model}__{self.technique}__s{self.seed}__{digest}"
+
+    def validate(self) -> None:
+        """Fail before training starts, with the name of the bad field."""
+        tasks.get(self.task)
+        models.get(self.model)
+        checks = {
+            "lr": self.lr > 0,
+            "batch_size": self.batch_size >= 1,
+            "epochs": self.epochs >= 1,
+            "freeze_layers": self.freeze_layers >= 0,
+            "reinit_layers": self.reinit_layers >= 0,
+            "llrd_decay": 0 < self.llrd_decay <= 1,
+            "mixout": 0 <= self.mixout < 1,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "train_limit": self.train_limit is None or self.train_limit >= 1,
+            "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
+            "max_length": self.max_length is None or self.max_length >= 8,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
+            raise ConfigError(f"RunConfig for {self.task}/{self.model} has invalid {values}; see blurblib.train.RunConfig")
+
+
+def technique_label(config) -> str:
+    """`standard`, or the active knobs in registry order: `freeze3`, `llrd0.8`, `freeze3+llrd0.9`."""
+    active = [f"{t.name}{getattr(config, t.knob):g}" for t in techniques.TECHNIQUES.values()
+              if t.knob and getattr(config, t.knob) != techniques.NEUTRAL[t.knob]]
+    return "+".join(active) or "standard"
+
+
+def technique_knobs(name: str) -> dict:
+    """The RunConfig knobs of a technique at its usual value: `reinit` -> {"reinit_layers": 1}."""
+    technique = techniques.get(name)
+    return {} if technique.knob is None else {technique.knob: technique.default}
+
+
+class RunFailed(Exception):
+    """A run that trained but produced no usable model (NaN loss, constant predictions)."""
+
+
+def _subsample(split, limit: int | None, shuffle: bool):
+    if limit is None or limit >= len(split):
+        return split
+    if shuffle:
+        split = split.shuffle(seed=SUBSAMPLE_SEED)
+    return split.select(range(limit))
+
+
+def prepare_data(config: RunConfig, tokenizer):
+    """Raw and encoded splits for a run: the (fixed) train subsample and capped dev/test."""
+    spec = tasks.get(config.task)
+    raw = tasks.load(spec.name)
+    raw["train"] = _subsample(raw["train"], config.train_limit, shuffle=True)
+    for split in ("dev", "test"):
+        raw[split] = _subsample(raw[split], config.eval_limit, shuffle=False)
+    encoded = encoding.encode(raw, spec.name, tokenizer, config.max_length)
+    return raw, encoded
+
+
+def _loader(split, collate, batch_size: int, generator: torch.Generator | None) -> DataLoader:
+    """Length-grouped batches: similar lengths share a batch, so dynamic padding pads little.
+
+    Training batches are still random (the sampler shuffles mega-batches with `generator`);
+    evaluation simply walks the split sorted by length.
+    """
+    columns = [c for c in split.column_names if c != "length"]
+    lengths = split["length"]
+    if generator is None:
+        order = sorted(range(len(split)), key=lengths.__getitem__)
+        sampler = order
+    else:
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
+    return DataLoader(split.select_columns(columns), batch_size=batch_size, sampler=sampler, collate_fn=collate)
+
+
+@torch.inference_mode()
+def predict_logits(model, split, collate, batch_size: int, device: str) -> list[np.ndarray]:
+    """Per-example logits in dataset order (unpadded for token tasks)."""
+    model.eval()
+    loader = _loader(split, collate, batch_size * 2, generator=None)
+    order = loader.sampler
+    out: list[np.ndarray | None] = [None] * len(split)
+    position = 0
+    for batch in loader:
+        mask = batch["attention_mask"]
+        batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        logits = model(**batch).logits.float().cpu().numpy()
+        for row, example_logits in enumerate(logits):
+            index = order[position]
+            if example_logits.ndim == 2:  # token classification: drop padding
+                example_logits = example_logits[: int(mask[row].sum())]
+            out[index] = example_logits
+            position += 1
+    return out  # type: ignore[return-value]
+
+
+def evaluate(model, task: str, encoded_split, raw_split, collate, batch_size: int, device: str) -> tuple[float, list]:
+    logits = predict_logits(model, encoded_split, collate, batch_size, device)
+    predictions = encoding.decode(task, logits, encoded_split, raw_split)
+    target = tasks.get(task).target
+    return metrics.score(task, predictions, raw_split[target]), predictions
+
+
+def _is_constant(predictions, token_level: bool = False) -> bool:
+    """A degenerate model predicts the same thing for every input (for token tasks: the
+    same tag for every token, usually all-O)."""
+    if token_level:
+        return len({tag for sentence in predictions for tag in sentence}) <= 1
+    if predictions and isinstance(predictions[0], float):
+        return float(np.std(predictions)) < 1e-6
+    return len({tuple(p) if isinstance(p, list) else p for p in predictions}) <= 1
+
+
+def _peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
+    """Fine-tune once and return the result record (see ARCHITECTURE.md, "Run records").
+
+    A NaN/inf loss or a constant-prediction model returns `status="failed"` with the reason;
+    any other exception propagates (it is a bug or bad input, not an unstable seed).
+    """
+    config.validate()
+    spec = tasks.get(config.task)
+    started = time.perf_counter()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    set_seed(config.seed)
+    model, tokenizer = models.load(config.model, spec.name)
+    generator = torch.Generator().manual_seed(config.seed)
+    techniques.prepare(model, config, generator)
+    model.to(device)
+    raw, encoded = prepare_data(config, tokenizer)
+    collate = encoding.collator(spec.name, tokenizer)
+
+    groups = techniques.param_groups(model, config, config.lr, config.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    train_loader = _loader(encoded["train"], collate, config.batch_size, generator)
+    total_steps = len(train_loader) * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    record = {
+        "run_id": config.run_id,
+        "config": dataclasses.asdict(config),
+        "technique": config.technique,
+        "status": "ok",
+        "failure_reason": None,
+        "n_train": len(encoded["train"]),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_trainable_params": sum(p.numel() for p in trainable),
+        "model_pretrained": models.get(config.model).pretrained,
+        "device": device,
+        "torch_version": torch.__version__,
+    }
+    dev_curve, train_losses, best_dev, best_epoch, best_state = [], [], -math.inf, None, None
+    train_seconds, step = 0.0, 0
+    bar = tqdm(total=total_steps, desc=f"{config.task} {config.technique} s{config.seed}", disable=not progress, leave=False)
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            epoch_start = time.perf_counter()
+            for batch in train_loader:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss = model(**batch).loss
+                if not torch.isfinite(loss):
+                    raise RunFailed(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                train_losses.append(loss.item())
+                step += 1
+                bar.update()
+            train_seconds += time.perf_counter() - epoch_start
+            dev_score, _ = evaluate(model, spec.name, encoded["dev"], raw["dev"], collate, config.batch_size, device)
+            dev_curve.append(dev_score)
+            if dev_score > best_dev or best_state is None:
+                best_dev, best_epoch = dev_score, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(best_state)
+        test_score, test_predictions = evaluate(model, spec.name, encoded["test"], raw["test"], collate, config.batch_size, device)
+        if _is_constant(test_predictions, token_level=spec.head_kind == "token_classification"):
+            raise RunFailed("degenerate model: the same prediction for every test example")
+    except RunFailed as failure:
+        record.update(status="failed", failure_reason=str(failure))
+        test_score = None
+    finally:
+        bar.close()
+
+    record.update(
+        dev_score=best_dev if best_state is not None else None,
+        test_score=test_score,
+        best_epoch=best_epoch,
+        dev_curve=dev_curve,
+        train_loss_first=train_losses[0] if train_losses else None,
+        train_loss_last=float(np.mean(train_losses[-10:])) if train_losses else None,
+        trivial_test_score=metrics.trivial_score(spec.name, raw["test"][spec.target], raw["train"][spec.target]),
+        wall_time_s=time.perf_counter() - started,
+        train_examples_per_s=(len(encoded["train"]) * len(dev_curve) / train_seconds) if train_seconds else None,
+        peak_memory_mb=_peak_memory_mb(device),
+        finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    return record
