@@ -365,10 +365,14 @@ def _env_true(name: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _hub_reachable() -> bool:
-    """One short TCP probe per process: an offline machine must fail in seconds, not after retries."""
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    """One short TCP probe (to the hub, or to the HTTPS proxy when one is set) per process: an
+    offline machine must fail in seconds, not after minutes of HTTP retries."""
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlparse(proxy if proxy else os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme != "http" else 80)
     try:
-        with socket.create_connection((host, 443), timeout=_HUB_PROBE_TIMEOUT_S):
+        with socket.create_connection((host, port), timeout=_HUB_PROBE_TIMEOUT_S):
             return True
     except OSError:
         return False
