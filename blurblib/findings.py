@@ -103,3 +103,27 @@ def domain_gap_claim(summary: pd.DataFrame, model: str) -> pd.DataFrame:
         effect="PubMedBERT - ours per task (points)", estimate=float(np.mean(gaps)),
         ci_low=lo, ci_high=hi, p_value=p, n=len(gaps), verdict=stats.verdict(lo, hi, p))
     return stats.claims_table([c])
+
+
+def knob_slice(df: pd.DataFrame, knob: str) -> pd.DataFrame:
+    """Runs in which only `knob` departs from plain fine-tuning (its neutral value included),
+    for a score-against-knob curve."""
+    from .techniques import NEUTRAL
+
+    others = [k for k in NEUTRAL if k != knob]
+    keep = np.logical_and.reduce([df[k] == NEUTRAL[k] for k in others])
+    return df[keep].sort_values(knob)
+
+
+def winners(summary: pd.DataFrame, by: tuple[str, ...] = ("task", "model")) -> pd.DataFrame:
+    """Which technique has the best mean score per task and model, and by how much over standard."""
+    rows = []
+    for key, group in summary.groupby(list(by), sort=True):
+        best = group.loc[group["mean"].idxmax()]
+        standard = group.loc[group["technique"] == "standard", "mean"]
+        rows.append({**dict(zip(by, key)), "best technique": best["technique"], "best mean": best["mean"],
+                     "standard mean": float(standard.iloc[0]) if len(standard) else float("nan"),
+                     "lowest sd": group.loc[group["std"].idxmin(), "technique"] if group["std"].notna().any() else None})
+    out = pd.DataFrame(rows)
+    out["gain over standard"] = out["best mean"] - out["standard mean"]
+    return out

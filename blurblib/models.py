@@ -162,6 +162,15 @@ def get(name: str) -> ModelSpec:
         "config.json, model.safetensors and tokenizer files")
 
 
+def table(names: list[str] | None = None):
+    """Registry entries as a DataFrame, for notebooks: what is being compared, and is it pretrained."""
+    import pandas as pd
+
+    specs = [get(n) for n in (names or MODELS)]
+    return pd.DataFrame([{"name": s.name, "family": s.family, "size": s.size, "layers": s.layers, "hidden": s.hidden,
+                          "domain": s.domain, "vocabulary": s.vocabulary, "pretrained": s.pretrained} for s in specs])
+
+
 def format_table() -> str:
     """The table `blurb models list` prints."""
     rows = [("name", "source", "family", "size", "L/H", "domain", "pretrained", "status")]

@@ -50,7 +50,9 @@ def seed_distributions(df: pd.DataFrame, x: str, hue: str | None = None, col: st
 def knob_curve(df: pd.DataFrame, knob: str, score: str = "test_score", hue: str = "task", title: str | None = None):
     """Score against a technique's knob (k frozen blocks, decay, n re-initialised), mean ± sd."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    sns.pointplot(data=df.dropna(subset=[score]), x=knob, y=score, hue=hue, errorbar="sd", dodge=0.2, ax=ax)
+    data = df.dropna(subset=[score])
+    dodge = 0.2 if data[hue].nunique() > 1 else False  # seaborn divides by (levels - 1)
+    sns.pointplot(data=data, x=knob, y=score, hue=hue, errorbar="sd", dodge=dodge, ax=ax)
     ax.set_title(title or knob)
     fig.tight_layout()
     return fig
@@ -67,3 +69,55 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
+
+
+def label_shares(labels: pd.DataFrame):
+    """One small bar chart per task: the share of each label (skew sets the trivial baseline)."""
+    grid = sns.catplot(data=labels, x="share", y="label", col="task", col_wrap=4, kind="bar",
+                       sharey=False, sharex=True, height=2.2, aspect=1.5, color="steelblue")
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("share", "")
+    return grid
+
+
+def length_distributions(lengths: pd.DataFrame):
+    """Sub-word lengths per task, log scale, with each task's BLURB max length dashed."""
+    order = sorted(lengths["task"].unique())
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(order) + 1.2))
+    sns.boxplot(data=lengths, y="task", x="length", order=order, hue="type", dodge=False, fliersize=1.5, ax=ax, log_scale=True)
+    limits = lengths.groupby("task")["max_length"].first()
+    for i, task in enumerate(order):
+        ax.vlines(limits[task], i - 0.4, i + 0.4, colors="black", linestyles="dashed", linewidth=1)
+    ax.set_xlabel("sub-words per input (dashed: BLURB max length)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def gain_vs_variance(table: pd.DataFrame):
+    """Per task: the larger model's mean score gain (x) against its seed-variance ratio (y, log)."""
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    sns.scatterplot(data=table, x="score gain", y="variance ratio", hue="task", s=80, ax=ax)
+    ax.set_yscale("log")
+    ax.axhline(1, color="grey", linewidth=1, linestyle="dashed")
+    ax.axvline(0, color="grey", linewidth=1, linestyle="dashed")
+    ax.set_xlabel("mean score gain of the larger model (points)")
+    ax.set_ylabel("seed variance ratio (large / small)")
+    fig.tight_layout()
+    return fig
+
+
+def blurb_bars(table: pd.DataFrame, model: str):
+    """Per task: our mean ± sd over seeds beside PubMedBERT's published score."""
+    ours = table.assign(source=f"{model} (ours, mean ± sd)", score=table["mean"])
+    ref = table.assign(source="PubMedBERT (Gu et al. 2021)", score=table["PubMedBERT (Gu et al.)"], std=0.0)
+    data = pd.concat([ours, ref])
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    sns.barplot(data=data, x="task", y="score", hue="source", ax=ax)
+    centers = [bar.get_x() + bar.get_width() / 2 for bar in ax.patches[: len(table)]]
+    ax.errorbar(centers, table["mean"], yerr=table["std"].fillna(0), fmt="none", ecolor="black", capsize=3)
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_xlabel("")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -24,7 +24,7 @@ LOW_RESOURCE = ("BIOSSES", "PubMedQA", "BioASQ", "GAD")
 
 # RunConfig overrides per profile and task. Offline profiles cap train/dev/test sizes and
 # sequence lengths so a CPU can afford them; `paper` uses the full splits and BLURB lengths.
-_SMOKE = dict(epochs=1, train_limit=32, eval_limit=32, max_length=64, batch_size=8)
+_SMOKE = dict(epochs=1, train_limit=24, eval_limit=24, max_length=48, batch_size=8)
 _DEFAULT_BASE = dict(epochs=3, eval_limit=300, batch_size=16, lr=5e-5)
 TASK_SETTINGS: dict[str, dict[str, dict]] = {
     "smoke": {"*": _SMOKE, "BIOSSES": dict(_SMOKE, epochs=2, lr=1e-4)},
@@ -136,7 +136,7 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
     "03_stabilization": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2),
                       techniques=({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers": 1}),
-                      extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (1,), "llrd_decay": (0.9,), "reinit_layers": (2,)})),
+                      extra=dict(knob_task="BIOSSES", knobs={"reinit_layers": (2,)})),
         "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD"), seeds=(1, 2, 3, 4, 5),
                         techniques=({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers": 1}),
                         extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (1, 5), "llrd_decay": (0.9, 0.65), "reinit_layers": (2,)})),

@@ -131,7 +131,7 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     if todo and progress:
         print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out_dir}; running {len(todo)}")
     for config in tqdm(todo, desc="runs", disable=not progress):
-        store.write(run(config, device=device, progress=progress))
+        store.write(run(config, device=device, progress=False))  # one bar over runs, not one per run
     return records_for(configs, out_dir)
 
 

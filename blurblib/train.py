@@ -183,6 +183,17 @@ def _is_constant(predictions, token_level: bool = False) -> bool:
     return len({tuple(p) if isinstance(p, list) else p for p in predictions}) <= 1
 
 
+def make_optimizer(groups, lr: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where torch has one (CPU and CUDA): one pass over the weights
+    per step instead of several per tensor. On the 2-core CPU it makes minilm-l6's optimizer
+    step ~5x faster, which is a third of a small-batch step; the maths is the same up to float
+    rounding. transformers.Trainer also defaults to it (torch >= 2.8)."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(groups, lr=lr)
+
+
 def _peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
@@ -209,7 +220,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
     collate = encoding.collator(spec.name, tokenizer)
 
     groups = techniques.param_groups(model, config, config.lr, config.weight_decay)
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    optimizer = make_optimizer(groups, config.lr)
     train_loader = _loader(encoded["train"], collate, config.batch_size, generator)
     total_steps = len(train_loader) * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
