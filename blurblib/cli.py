@@ -53,7 +53,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _run_or_plan(configs, args: argparse.Namespace) -> int:
     from . import sweep
 
-    print(sweep.format_plan(sweep.plan(configs, device=args.device)))
+    print(sweep.format_plan(sweep.plan(configs, device=args.device, out_dir=args.out)))
     if args.dry_run:
         return 0
     sweep.run_sweep(configs, args.out, device=args.device)

@@ -101,7 +101,8 @@ def domain_gap_claim(summary: pd.DataFrame, model: str) -> pd.DataFrame:
     c = stats.Comparison(
         claim=f"PubMedBERT (domain-specific pretraining, Gu et al.) outperforms {model} on BLURB tasks.",
         effect="PubMedBERT - ours per task (points)", estimate=float(np.mean(gaps)),
-        ci_low=lo, ci_high=hi, p_value=p, n=len(gaps), verdict=stats.verdict(lo, hi, p))
+        ci_low=lo, ci_high=hi, p_value=p, n=len(gaps),
+        verdict=stats.verdict(lo, hi, p, stats.wilcoxon_greater(-gaps), len(gaps)))
     return stats.claims_table([c])
 
 

@@ -78,18 +78,23 @@ class Comparison:
         return asdict(self)
 
 
-def verdict(ci_low: float, ci_high: float, p_value: float, alpha: float = ALPHA) -> str:
+MIN_PAIRS = 3
+
+
+def verdict(ci_low: float, ci_high: float, p_value: float, p_opposite: float = 0.0, n: int = MIN_PAIRS,
+            alpha: float = ALPHA) -> str:
     """The rule, for an effect signed so that positive means "the claim is right":
 
     * holds - the 95% CI lies above 0 and the one-sided p-value is below alpha;
-    * does not hold - the 95% CI lies below 0 (the data point the other way);
-    * inconclusive - anything else (too few seeds, or an effect indistinguishable from 0).
+    * does not hold - the 95% CI lies below 0 and the one-sided p-value for the opposite
+      direction (`p_opposite`) is below alpha: the data point the other way;
+    * inconclusive - anything else, including fewer than 3 observations.
     """
-    if not np.isfinite(ci_low) or not np.isfinite(ci_high):
+    if n < MIN_PAIRS or not np.isfinite(ci_low) or not np.isfinite(ci_high):
         return "inconclusive"
     if ci_low > 0 and p_value < alpha:
         return "holds"
-    if ci_high < 0:
+    if ci_high < 0 and p_opposite < alpha:
         return "does not hold"
     return "inconclusive"
 
@@ -115,7 +120,7 @@ def _compare(diff: np.ndarray, claim: str, effect: str) -> Comparison:
         return Comparison(claim, effect, float("nan"), float("nan"), float("nan"), float("nan"), 0, "inconclusive")
     lo, hi = bootstrap_ci(diff)
     p = wilcoxon_greater(diff)
-    return Comparison(claim, effect, float(np.mean(diff)), lo, hi, p, n, verdict(lo, hi, p))
+    return Comparison(claim, effect, float(np.mean(diff)), lo, hi, p, n, verdict(lo, hi, p, wilcoxon_greater(-diff), n))
 
 
 def wilcoxon_greater(diff) -> float:
@@ -143,11 +148,12 @@ def spread_ratio(a, b, claim: str, effect: str, seed: int = 0) -> Comparison:
     boots = [log_ratio(rng.choice(a, len(a)), rng.choice(b, len(b))) for _ in range(N_BOOT)]
     lo, hi = (float(x) for x in np.percentile(boots, [2.5, 97.5]))
     if np.ptp(np.concatenate([a, b])) == 0:
-        p = 1.0
+        p, p_opposite = 1.0, 1.0
     else:
         two_sided = float(_sp.levene(a, b, center="median").pvalue)
-        p = two_sided / 2 if estimate > 0 else 1 - two_sided / 2
-    return Comparison(claim, effect, estimate, lo, hi, p, min(len(a), len(b)), verdict(lo, hi, p))
+        p, p_opposite = (two_sided / 2, 1 - two_sided / 2) if estimate > 0 else (1 - two_sided / 2, two_sided / 2)
+    n = min(len(a), len(b))
+    return Comparison(claim, effect, estimate, lo, hi, p, n, verdict(lo, hi, p, p_opposite, n))
 
 
 def claims_table(comparisons: list[Comparison]) -> pd.DataFrame:

@@ -154,6 +154,10 @@ def records_for(configs: list[RunConfig], out_dir) -> pd.DataFrame:
 # measured on this project's 2-core CPU with minilm-l6 and the BERT-base shape; the GPU
 # figure assumes ~25% of an H100's dense bf16 peak, typical for BERT fine-tuning.
 EFFECTIVE_FLOPS = {"cpu": 1.0e11, "cuda": 2.0e14}
+# Fixed costs the FLOP count misses: per optimizer step (kernel launches, Python) and per run
+# (model load, tokenisation). They dominate small models on a GPU.
+STEP_OVERHEAD_S = {"cpu": 0.0, "cuda": 0.03}
+RUN_OVERHEAD_S = {"cpu": 3.0, "cuda": 15.0}
 
 
 @functools.lru_cache(maxsize=None)
@@ -166,6 +170,13 @@ def _split_stats(task: str) -> dict:
         words = sum(len(" ".join(map(str, data[f])).split()) if f != "tokens" else sum(map(len, data[f])) for f in spec.text_fields)
         stats[split] = (len(data), words / max(len(data), 1))
     return stats
+
+
+def _run_seconds(config: RunConfig, device: str) -> float:
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    count = _split_stats(tasks.get(config.task).name)["train"][0]
+    steps = -(-min(count, config.train_limit or count) // config.batch_size) * config.epochs
+    return _run_flops(config) / EFFECTIVE_FLOPS[kind] + steps * STEP_OVERHEAD_S[kind] + RUN_OVERHEAD_S[kind]
 
 
 def _run_flops(config: RunConfig) -> float:
@@ -203,14 +214,16 @@ def plan(configs: list[RunConfig], device: str = "cpu", out_dir=None) -> Plan:
     for config in configs:
         done = bool(store and store.has(config.run_id))
         rows.append({"task": config.task, "model": config.model, "runs": 1, "done": int(done),
-                     "hours": 0.0 if done else _run_flops(config) / EFFECTIVE_FLOPS["cuda" if device.startswith("cuda") else "cpu"] / 3600})
+                     "hours": 0.0 if done else _run_seconds(config, device) / 3600})
     frame = pd.DataFrame(rows)
     by_task = frame.groupby(["task", "model"], as_index=False)[["runs", "done", "hours"]].sum() if rows else frame
     return Plan(len(configs), int(frame["done"].sum()) if rows else 0, float(frame["hours"].sum()) if rows else 0.0, device, by_task)
 
 
 def format_plan(p: Plan) -> str:
-    lines = [f"{p.n_runs} runs ({p.n_done} already done); estimated {p.estimated_hours:.2f} h on {p.device} for the rest"]
+    lines = [f"{p.n_runs} runs ({p.n_done} already done); estimated {p.estimated_hours:.2f} h "
+             f"({p.estimated_hours * 60:.1f} min) on {p.device} for the rest"]
     if len(p.by_task):
-        lines.append(p.by_task.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        table = p.by_task.assign(minutes=p.by_task["hours"] * 60).drop(columns="hours")
+        lines.append(table.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     return "\n".join(lines)

@@ -48,6 +48,9 @@ def test_verdict_rule_is_inconclusive_when_ci_spans_zero():
     assert stats.verdict(-1.0, 2.0, 0.01) == "inconclusive"
     assert stats.verdict(0.5, 2.0, 0.2) == "inconclusive"
     assert stats.verdict(0.5, 2.0, 0.01) == "holds"
+    assert stats.verdict(0.5, 2.0, 0.01, n=2) == "inconclusive"  # too few pairs
+    assert stats.verdict(-2.0, -0.5, 0.99, p_opposite=0.2) == "inconclusive"
+    assert stats.verdict(-2.0, -0.5, 0.99, p_opposite=0.01) == "does not hold"
     assert stats.verdict(float("nan"), 1.0, 0.01) == "inconclusive"
 
 
