@@ -49,13 +49,17 @@ from .errors import ConfigError, DataError, UnknownNameError
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "pretrain.json"
+RANDOM_INIT_FILE = "random_init.json"
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """Everything that decides a pretraining run; its hash names the checkpoint folder.
 
-    `max_steps`, when set, overrides the token budget `max_tokens`.
+    `max_steps`, when set, overrides the token budget `max_tokens`. The first `head_warmup_steps`
+    steps (part of the budget) train only the MLM head's transform and bias, encoder and embeddings
+    frozen: a freshly initialised head otherwise sends random gradients into the pretrained encoder
+    (the reason for linear-probing-then-fine-tuning, Kumar et al. 2022).
     """
 
     model: str = "minilm-l6"
@@ -70,6 +74,7 @@ class PretrainConfig:
     max_grad_norm: float = 1.0
     mlm_probability: float = 0.15
     whole_word_masking: bool = False
+    head_warmup_steps: int = 0
     seed: int = 0
 
     @property
@@ -107,12 +112,13 @@ class PretrainConfig:
             "lr": self.lr > 0,
             "warmup_ratio": 0 <= self.warmup_ratio < 1,
             "mlm_probability": 0 < self.mlm_probability < 1,
+            "head_warmup_steps": 0 <= self.head_warmup_steps <= self.steps,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ConfigError(f"PretrainConfig has invalid {values}; seq_length must be 8..512, mlm_probability "
-                              "in (0, 1), warmup_ratio in [0, 1), the rest positive")
+                              "in (0, 1), warmup_ratio in [0, 1), head_warmup_steps at most the number of steps, the rest positive")
 
 
 def _short(n: int) -> str:
@@ -207,16 +213,18 @@ def _mlm_head(model):
     return head
 
 
-def masked_lm_loss(model, batch: dict):
+def masked_lm_loss(model, batch: dict, encoder_frozen: bool = False):
     """Cross-entropy over masked positions only; equal to `model(**batch).loss`, about 2x cheaper.
 
     Returns `(loss, n_masked)`. A batch with no masked token gives a zero loss that keeps the graph.
+    `encoder_frozen` runs the encoder without autograd (head warm-up): no gradient reaches it.
     """
     import torch
 
     labels = batch["labels"]
-    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")
-                              ).last_hidden_state
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not encoder_frozen):
+        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")
+                                  ).last_hidden_state
     selected = labels != -100
     n_masked = int(selected.sum())
     if n_masked == 0:
@@ -249,8 +257,9 @@ def mlm_blocks(texts, tokenizer, seq_length: int, max_blocks: int | None = None,
     texts = list(texts)
     for start in range(0, len(texts), batch_texts):
         chunk = texts[start:start + batch_texts]
-        enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True,
-                        return_attention_mask=False, return_token_type_ids=False)
+        with _quiet_transformers():  # long texts are fine here: they are cut into blocks below
+            enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True,
+                            return_attention_mask=False, return_token_type_ids=False)
         for text, ids, offsets in zip(chunk, enc["input_ids"], enc["offset_mapping"]):
             ids_buf.extend(ids)
             off_buf.extend((position + a, position + b) for a, b in offsets)
@@ -324,9 +333,12 @@ def train_mlm(model, tokenizer, blocks: dict, config: PretrainConfig, progress: 
     model.train()
     losses: list[float] = []
     bar = _progress(config.steps, progress, f"MLM {config.corpus}")
+    decoder = model.get_output_embeddings().weight  # tied to the input embeddings: frozen with the encoder
     for step in range(config.steps):
+        head_only = step < config.head_warmup_steps
+        decoder.requires_grad_(not head_only)
         batch = collate(collator, blocks, order[step * config.batch_size:(step + 1) * config.batch_size])
-        loss, _ = masked_lm_loss(model, batch)
+        loss, _ = masked_lm_loss(model, batch, encoder_frozen=head_only)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
@@ -336,6 +348,7 @@ def train_mlm(model, tokenizer, blocks: dict, config: PretrainConfig, progress: 
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    decoder.requires_grad_(True)
     if bar is not None:
         bar.close()
     model.eval()
@@ -386,18 +399,18 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
                             tokens_seen=config.tokens, tokens_per_s=round(config.tokens / wall, 1),
                             fresh_head=fresh_head, corpus_blocks=len(blocks["input_ids"]),
                             torch_version=torch.__version__, extra={"threads": torch.get_num_threads()})
-    _save_atomically(model, tokenizer, result, target)
+    _save_atomically(model, tokenizer, result.to_json(), target)
     return result
 
 
-def _save_atomically(model, tokenizer, result: PretrainResult, target: Path) -> None:
+def _save_atomically(model, tokenizer, record: dict, target: Path, record_file: str = RESULT_FILE) -> None:
     """Write into a temporary sibling, then rename: a killed run never leaves a half checkpoint."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=2))
+    (tmp / record_file).write_text(json.dumps(record, indent=2))
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
@@ -479,7 +492,7 @@ def write_random_init(model: str = BASE_MODEL, seed: int = 0, out_dir: str | Pat
     source = model_source(model)
     slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in model.rstrip("/").split("/")[-1])
     target = (Path(out_dir) if out_dir is not None else pretrain_root()) / f"{slug}-random-init-s{seed}"
-    if (target / "model.safetensors").is_file() and not force:
+    if (target / RANDOM_INIT_FILE).is_file() and not force:
         return target
     config = AutoConfig.from_pretrained(source)
     config.architectures = None
@@ -487,11 +500,8 @@ def write_random_init(model: str = BASE_MODEL, seed: int = 0, out_dir: str | Pat
     with _quiet_transformers():
         mlm = AutoModelForMaskedLM.from_config(config)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    result = PretrainResult(config=PretrainConfig(model=model, corpus="general", max_steps=1, seed=seed),
-                            checkpoint=target, losses=[], wall_time_s=0.0, tokens_seen=0, tokens_per_s=0.0,
-                            fresh_head=True, corpus_blocks=0, torch_version=torch.__version__,
-                            extra={"random_init": True})
-    _save_atomically(mlm, tokenizer, result, target)
+    record = {"random_init": True, "architecture_of": model, "seed": seed, "torch_version": torch.__version__}
+    _save_atomically(mlm, tokenizer, record, target, RANDOM_INIT_FILE)
     return target
 
 

@@ -139,6 +139,20 @@ def test_a_few_steps_lower_the_mlm_loss_and_are_deterministic(minilm):
     assert short != short_seed1
 
 
+def test_head_warmup_steps_train_the_head_and_leave_the_encoder_alone(minilm):
+    _, tokenizer, _ = minilm
+    blocks = pretrain.mlm_blocks(corpora.brown_sentences("heldout")[:60], tokenizer, 32, max_blocks=4)
+    model, _, _ = pretrain.load_mlm("minilm-l6", seed=0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    config = pretrain.PretrainConfig(max_steps=2, head_warmup_steps=2, batch_size=2, seq_length=32, lr=1e-3)
+    pretrain.train_mlm(model, tokenizer, blocks, config, progress=False)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])}
+    assert changed == {"cls.predictions.bias", "cls.predictions.transform.dense.weight",
+                       "cls.predictions.transform.dense.bias", "cls.predictions.transform.LayerNorm.weight",
+                       "cls.predictions.transform.LayerNorm.bias"}
+    assert model.get_output_embeddings().weight.requires_grad  # unfrozen again for later use
+
+
 def test_pretrain_saves_safetensors_reuses_and_loads_with_models(tmp_path):
     config = pretrain.PretrainConfig(corpus="general", max_steps=2, batch_size=2, seq_length=32, seed=0)
     result = pretrain.pretrain(config, out_dir=tmp_path, progress=False)
@@ -169,6 +183,8 @@ def test_random_init_arm_is_seeded_and_untrained(tmp_path):
     a = pretrain.write_random_init(seed=0, out_dir=tmp_path / "a")
     b = pretrain.write_random_init(seed=0, out_dir=tmp_path / "b")
     c = pretrain.write_random_init(seed=1, out_dir=tmp_path / "c")
+    record = json.loads((a / pretrain.RANDOM_INIT_FILE).read_text())
+    assert record["random_init"] and record["seed"] == 0 and record["architecture_of"] == "minilm-l6"
     weights = [models.load(str(p), "BIOSSES")[0].bert.encoder.layer[2].intermediate.dense.weight for p in (a, b, c)]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
     released = models.load("minilm-l6", "BIOSSES")[0].bert.encoder.layer[2].intermediate.dense.weight
@@ -197,6 +213,8 @@ def test_bad_configs_and_names_say_what_to_fix():
         pretrain.PretrainConfig(seq_length=4).validate()
     with pytest.raises(ConfigError, match="mlm_probability=1.5"):
         pretrain.PretrainConfig(mlm_probability=1.5).validate()
+    with pytest.raises(ConfigError, match="head_warmup_steps=5"):
+        pretrain.PretrainConfig(max_steps=4, head_warmup_steps=5).validate()
     with pytest.raises(ConfigError, match="no pretraining run"):
         pretrain.arm_config("released", 100)
     with pytest.raises(UnknownNameError):
