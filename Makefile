@@ -46,7 +46,7 @@ clean-smoke:
 test-unit: $(STAMP) data
 	$(BIN)/python -m pytest tests
 
-test-notebooks: $(STAMP) data clean-smoke
+test-notebooks: $(STAMP) data models-mpnet clean-smoke
 	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
 
 test: test-unit test-notebooks

@@ -31,8 +31,8 @@ TASK_SETTINGS: dict[str, dict[str, dict]] = {
     # 2 CPU cores, 45 minutes for every notebook: 200 training examples, 2 epochs, 128 sub-words.
     "default": {
         "*": _DEFAULT_BASE,
-        "BIOSSES": dict(_DEFAULT_BASE, epochs=5, batch_size=8, lr=1e-4),
-        "GAD": dict(_DEFAULT_BASE, epochs=3),
+        "BIOSSES": dict(_DEFAULT_BASE, epochs=8, batch_size=8, lr=1e-4, eval_limit=None),  # 64 pairs: 5 epochs barely move Pearson
+        "HoC": dict(_DEFAULT_BASE, epochs=4, lr=1e-4),  # 10 rare labels: 2 epochs predict none
     },
     "full": {
         "*": dict(epochs=3, batch_size=16, lr=5e-5, train_limit=5000, eval_limit=2000, max_length=256),
@@ -114,15 +114,27 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
         p: dict(models=(OFFLINE_SMALL,), tasks=_ALL_TASKS, seeds=(1,), extra=dict(length_sample=200 if p == "smoke" else 2000))
         for p in PROFILES
     },
+    # Pretraining budgets are sub-word tokens per MLM arm (steps = tokens / (batch * seq)); the first
+    # head_warmup_steps train only the fresh MLM head. `default` (2 arms x 131k tokens, ~2 min each on
+    # 2 cores) leaves the 18 new fine-tuning runs ~6 min; `full` uses ~1.2M tokens, about the whole
+    # Brown corpus (the general arm's text). `paper` has no arms: it compares the hub models as they are.
     "01_pretraining_sensitivity": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2),
-                      extra=dict(pretrain_steps=8, pretrain_batch=8, arms=("released", "domain", "general", "random"))),
+                      extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=2048,
+                                 pretrain_batch=8, pretrain_seq=64, head_warmup_steps=1, eval_blocks=4,
+                                 vocab_sample=20, domain_arm="domain", general_arm="general")),
         "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease"), seeds=(1, 2, 3),
-                        extra=dict(pretrain_steps=150, pretrain_batch=16, arms=("released", "domain", "general", "random"))),
+                        extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=131_072,
+                                   pretrain_batch=16, pretrain_seq=128, head_warmup_steps=8, eval_blocks=32,
+                                   vocab_sample=200, domain_arm="domain", general_arm="general")),
         "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
-                     seeds=(1, 2, 3, 4, 5), extra=dict(pretrain_steps=2000, pretrain_batch=32, arms=("released", "domain", "general", "random"))),
+                     seeds=(1, 2, 3, 4, 5),
+                     extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=1_200_000,
+                                pretrain_batch=32, pretrain_seq=128, head_warmup_steps=30, eval_blocks=64,
+                                vocab_sample=1000, domain_arm="domain", general_arm="general")),
         "paper": dict(models=PAPER_BASE, tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
-                      seeds=tuple(range(1, 11)), device="cuda", extra=dict(arms=())),
+                      seeds=tuple(range(1, 11)), device="cuda",
+                      extra=dict(arms=(), vocab_sample=2000, domain_arm="pubmedbert-base", general_arm="bert-base")),
     },
     "02_size_vs_instability": {
         "smoke": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES",), seeds=(1, 2)),
@@ -138,7 +150,7 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
                       extra=dict(knob_task="BIOSSES", knobs={"reinit_layers": (2,)})),
         "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD"), seeds=(1, 2, 3),
                         techniques=({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers": 1}),
-                        extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (5,), "llrd_decay": (0.65,), "reinit_layers": (2,)})),
+                        extra=dict(knob_task="BIOSSES", knob_seeds=(1, 2), knobs={"freeze_layers": (5,), "llrd_decay": (0.65,), "reinit_layers": (2,)})),
         "full": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
                      seeds=tuple(range(1, 11)),
                      techniques=({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers": 1}),
