@@ -14,7 +14,7 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=1, help="full-size optimizer steps after the state-creating small one")
-    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--reps", type=int, default=2)
     args = p.parse_args(argv)
     import pandas as pd
     from blurblib import bench

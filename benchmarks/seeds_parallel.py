@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     p.add_argument("--examples", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--reps", type=int, default=2)
     args = p.parse_args(argv)
     import pandas as pd
     from blurblib import bench

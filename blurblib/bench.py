@@ -508,8 +508,8 @@ def _no_dropout(net: nn.Module) -> nn.Module:
 
 def _seed_batches(task: str, tokenizer, seeds, n_examples: int, batch_size: int, max_length: int, epochs: int):
     """Each seed's batches as train.run draws them (its own length-grouped order), materialised."""
-    config = train.RunConfig(task=task, train_limit=n_examples, batch_size=batch_size, max_length=max_length,
-                             epochs=epochs)
+    config = train.RunConfig(task=task, train_limit=n_examples, eval_limit=1, batch_size=batch_size,
+                             max_length=max_length, epochs=epochs)  # dev/test are not used here
     _, encoded = train.prepare_data(config, tokenizer)
     collate = encoding.collator(task, tokenizer)
     per_seed = []
@@ -634,12 +634,14 @@ def train_parallel(nets, batches, config: train.RunConfig, pad_id: int, device: 
 
 def seeds_parallel(k: int = 4, task: str = "GAD", model: str = "minilm-l6", n_examples: int = 64,
                    batch_size: int = 16, max_length: int = 64, epochs: int = 1, device: str = "cpu",
-                   first_seed: int = 1, attention: str = "sdpa") -> dict:
+                   first_seed: int = 1, attention: str = "sdpa", parallel_first: bool = True,
+                   warmup: bool = True) -> dict:
     """K seeds sequentially vs together; per-seed losses and final weights must agree.
 
     Seeds differ in the head's initialisation and the data order, as in `train.run`. Dropout
     is off in both arms (see `_no_dropout`). Model building and data are outside the timers,
-    and both arms first run one untimed step, so neither pays the process's one-time costs.
+    and both arms first run one untimed step (`warmup`), so neither pays one-time costs;
+    `parallel_first` sets which arm runs first (`seeds_parallel_runs` alternates it).
     """
     seeds = list(range(first_seed, first_seed + k))
     config = train.RunConfig(task=task, model=model, batch_size=batch_size, max_length=max_length, epochs=epochs)
@@ -647,26 +649,32 @@ def seeds_parallel(k: int = 4, task: str = "GAD", model: str = "minilm-l6", n_ex
     batches = _seed_batches(task, tokenizer, seeds, n_examples, batch_size, max_length, epochs)
     pad_id = tokenizer.pad_token_id
     start_state = [copy.deepcopy(n.state_dict()) for n in nets]
-    warm = [b[:1] for b in batches]
-    train_parallel(nets, warm, config, pad_id, device, attention)
-    train_sequential(nets, warm, config, device)
-    for net, state in zip(nets, start_state):
-        net.load_state_dict(state)
+    if warmup:
+        warm = [b[:1] for b in batches]
+        train_parallel(nets, warm, config, pad_id, device, attention)
+        train_sequential(nets, warm, config, device)
 
-    _sync(device)
-    start = time.perf_counter()
-    parallel_losses, stacked = train_parallel(nets, batches, config, pad_id, device, attention)
-    _sync(device)
-    parallel_s = time.perf_counter() - start
+    def restore():
+        for net, state in zip(nets, start_state):
+            net.load_state_dict(state)
 
-    _sync(device)  # the parallel arm trained copies: `nets` still hold the starting weights
-    start = time.perf_counter()
-    sequential_losses = train_sequential(nets, batches, config, device)
-    _sync(device)
-    sequential_s = time.perf_counter() - start
+    arms = {"parallel": lambda: train_parallel(nets, batches, config, pad_id, device, attention),
+            "sequential": lambda: train_sequential(nets, batches, config, device)}
+    results, seconds = {}, {}
+    for name in (("parallel", "sequential") if parallel_first else ("sequential", "parallel")):
+        restore()  # both arms start from the same weights
+        _sync(device)
+        start = time.perf_counter()
+        results[name] = arms[name]()
+        _sync(device)
+        seconds[name] = time.perf_counter() - start
+        if name == "sequential":  # the trained weights, before a later restore() resets them
+            final = [{n: p.detach().clone() for n, p in net.named_parameters()} for net in nets]
+    parallel_losses, stacked = results["parallel"]
+    sequential_losses, parallel_s, sequential_s = results["sequential"], seconds["parallel"], seconds["sequential"]
 
-    param_diff = max(float((stacked[name][i].detach() - p.detach()).abs().max())
-                     for i, net in enumerate(nets) for name, p in net.named_parameters())
+    param_diff = max(float((stacked[name][i].detach() - p).abs().max())
+                     for i, weights in enumerate(final) for name, p in weights.items())
     loss_diff = float((parallel_losses - sequential_losses).abs().max())
     return {"k": k, "task": task, "model": model, "device": device, "attention": attention,
             "steps_per_seed": len(batches[0]), "batch_size": batch_size, "max_length": max_length,
@@ -680,7 +688,7 @@ def seeds_parallel_runs(ks=(4, 8), reps: int = 1, log=print, **kwargs) -> pd.Dat
     rows = []
     for rep in range(reps):
         for k in ks:
-            row = seeds_parallel(k, **kwargs)
+            row = seeds_parallel(k, parallel_first=rep % 2 == 0, **kwargs)
             row["rep"] = rep
             rows.append(row)
             if log:
@@ -789,7 +797,7 @@ MEMORY_SETTINGS = {
     "paper": dict(model_names=("bert-base-shape", "bert-large-shape"), seq_len=256, batch_size=16, steps=2, reps=5),
 }
 SEED_SETTINGS = {
-    "smoke": dict(ks=(2,), n_examples=8, batch_size=4, max_length=32),
+    "smoke": dict(ks=(2,), n_examples=4, batch_size=2, max_length=24, warmup=False),
     "default": dict(ks=(4, 8), n_examples=64, batch_size=16, max_length=64),
     "full": dict(ks=(4, 8), n_examples=128, batch_size=16, max_length=128, reps=3),
     "paper": dict(ks=(4, 8), n_examples=512, batch_size=32, max_length=128, reps=3),
