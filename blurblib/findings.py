@@ -128,3 +128,146 @@ def winners(summary: pd.DataFrame, by: tuple[str, ...] = ("task", "model")) -> p
     out = pd.DataFrame(rows)
     out["gain over standard"] = out["best mean"] - out["standard mean"]
     return out
+
+
+# ----------------------------------------------------------------------------- issue 6: pretraining
+
+# Tinn et al. (arXiv:2112.07869): "We show that fine-tuning performance may be sensitive to pretraining
+# settings, especially in low-resource domains. [...] Overall, domain-specific vocabulary and
+# pretraining facilitate more robust models for fine-tuning."
+PRETRAINING_CLAIMS = {
+    "domain_score": "Domain-specific pretraining gives better fine-tuned models than general-domain pretraining.",
+    "low_resource_spread": "Fine-tuning performance is sensitive to pretraining settings, especially in low-resource domains.",
+    "domain_stability": "Domain-specific pretraining facilitates more robust (less seed-dependent) fine-tuning.",
+}
+
+
+def label_arms(runs: pd.DataFrame, arm_models: dict[str, str], column: str = "arm") -> pd.DataFrame:
+    """A copy of `runs` with a `column` naming each run's pretraining arm.
+
+    Run records name the model they fine-tuned: a registry name or, for a pretrained arm, the
+    checkpoint folder's path; `arm_models` maps arm -> that model string (what `build_arm` returned).
+    """
+    from .errors import ConfigError
+
+    arm_of = {str(model): arm for arm, model in arm_models.items()}
+    unknown = sorted(set(runs["model"].astype(str)) - set(arm_of))
+    if unknown:
+        raise ConfigError(f"runs of models {unknown} belong to no arm; arm_models maps {sorted(arm_of.values())} to "
+                          f"{sorted(arm_of)}: select the runs of these arms only (sweep.records_for(configs, ...))")
+    out = runs.copy()
+    out[column] = pd.Categorical(out["model"].astype(str).map(arm_of), categories=list(arm_models), ordered=True)
+    return out
+
+
+def _seed_matrix(group: pd.DataFrame, arm_column: str, score: str) -> pd.DataFrame:
+    """seeds x arms score matrix of one task, keeping only seeds every arm has a score for."""
+    wide = group.pivot_table(index="seed", columns=arm_column, values=score, aggfunc="mean", observed=True)
+    return wide.apply(pd.to_numeric, errors="coerce").dropna()
+
+
+def _low_resource_flags(task_names, low_resource) -> dict[str, bool]:
+    if low_resource is None:
+        return {t: tasks.get(t).low_resource for t in task_names}
+    low = {tasks.get(t).name for t in low_resource}
+    return {t: t in low for t in task_names}
+
+
+def arm_spread(runs: pd.DataFrame, arm_column: str = "arm", low_resource=None, score: str = "test_score") -> pd.DataFrame:
+    """Per task: each arm's mean score over seeds, the spread between arms (best mean - worst mean),
+    which arm is best and worst, and the pooled seed sd within arms (the noise a spread must beat).
+
+    Only seeds every arm finished are used, so all arms are compared on the same seeds.
+    `low_resource` (task names) defaults to `TaskSpec.low_resource`.
+    """
+    rows = []
+    flags = _low_resource_flags(sorted(runs["task"].unique()), low_resource)
+    for task, group in runs.groupby("task", sort=True):
+        wide = _seed_matrix(group, arm_column, score)
+        if wide.empty or wide.shape[1] < 2:
+            continue
+        means = wide.mean()
+        pooled_sd = float(np.sqrt(wide.var(ddof=1).mean())) if len(wide) > 1 else float("nan")
+        rows.append({"task": task, "low_resource": flags[task], "seeds": len(wide),
+                     **{f"mean {arm}": float(m) for arm, m in means.items()},
+                     "spread": float(means.max() - means.min()), "best arm": str(means.idxmax()),
+                     "worst arm": str(means.idxmin()), "pooled seed sd": pooled_sd})
+    return pd.DataFrame(rows)
+
+
+def spread_gap(runs: pd.DataFrame, arm_column: str = "arm", low_resource=None, score: str = "test_score",
+               claim: str = PRETRAINING_CLAIMS["low_resource_spread"], seed: int = 0) -> stats.Comparison:
+    """Is the spread between arms larger on low-resource tasks than on high-resource ones?
+
+    Effect: mean spread (best arm mean - worst arm mean, in score points) over the low-resource
+    tasks minus the same over the high-resource tasks. The CI is a percentile bootstrap that
+    resamples seeds within each task (the same resampled seeds for every arm, keeping the pairing);
+    the one-sided p-value is the bootstrap share of effects at or below 0, (1 + k) / (1 + B).
+    Caveats the notebook states: the tasks' metrics differ, and seed noise alone inflates the
+    spread of a noisy task, so the effect is only meaningful beside the pooled seed sd.
+    """
+    effect = "mean spread of arm means, low-resource - high-resource tasks (points)"
+    flags = _low_resource_flags(sorted(runs["task"].unique()), low_resource)
+    matrices = {t: _seed_matrix(g, arm_column, score).to_numpy() for t, g in runs.groupby("task", sort=True)}
+    matrices = {t: m for t, m in matrices.items() if m.shape[0] >= 1 and m.shape[1] >= 2}
+    low = [t for t in matrices if flags[t]]
+    high = [t for t in matrices if not flags[t]]
+    n = min((matrices[t].shape[0] for t in matrices), default=0)
+    if not low or not high:
+        missing = "low-resource" if not low else "high-resource"
+        return stats.Comparison(claim, f"{effect}; needs at least one {missing} task", float("nan"), float("nan"),
+                                float("nan"), float("nan"), n, "inconclusive")
+
+    def spreads(matrix: np.ndarray) -> float:
+        means = matrix.mean(axis=0)
+        return float(means.max() - means.min())
+
+    estimate = float(np.mean([spreads(matrices[t]) for t in low]) - np.mean([spreads(matrices[t]) for t in high]))
+    rng = np.random.default_rng(seed)
+    boot = np.zeros(stats.N_BOOT)
+    for group, sign in ((low, 1.0), (high, -1.0)):
+        for t in group:
+            m = matrices[t]
+            idx = rng.integers(0, m.shape[0], size=(stats.N_BOOT, m.shape[0]))
+            means = m[idx].mean(axis=1)  # (B, arms)
+            boot += sign * np.ptp(means, axis=1) / len(group)
+    lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
+    p = float((1 + np.sum(boot <= 0)) / (1 + len(boot)))
+    p_opposite = float((1 + np.sum(boot >= 0)) / (1 + len(boot)))
+    return stats.Comparison(claim, effect, estimate, lo, hi, p, n, stats.verdict(lo, hi, p, p_opposite, n))
+
+
+def pretraining_claims(runs: pd.DataFrame, arm_column: str = "arm", domain: str = "domain", general: str = "general",
+                       low_resource=None, score: str = "test_score") -> pd.DataFrame:
+    """The claims of notebook 01 on a runs table labelled by arm (`label_arms`):
+
+    * `domain vs general` - the domain arm's mean paired gain over the general arm, over (task, seed);
+    * `spread low vs high` - `spread_gap`: is the spread between all arms larger on low-resource tasks;
+    * `seed sd, per task` - `stats.spread_ratio`: log(sd general / sd domain), > 0 when domain
+      pretraining lowers the seed variance.
+
+    In the offline profiles `domain`/`general` are the MiniLM arms continued on PubMed and on Brown
+    text (same budget); in the `paper` profile they are hub models (PubMedBERT vs BERT-base).
+    """
+    missing = sorted({domain, general} - set(runs[arm_column].astype(str)))
+    if missing:
+        from .errors import ConfigError
+
+        raise ConfigError(f"pretraining_claims: no runs of {missing} in column {arm_column!r} (it holds "
+                          f"{sorted(set(runs[arm_column].astype(str)))}); pass domain=/general= names that are there")
+    data = runs.assign(**{arm_column: runs[arm_column].astype(str)})
+    rows = []
+    c = stats.paired(data, arm_column, domain, general, claim=PRETRAINING_CLAIMS["domain_score"],
+                     on=("task", "seed"), score=score)
+    rows.append({"test": "domain vs general", "task": "all", **c.as_dict()})
+    c = spread_gap(data, arm_column, low_resource, score)
+    rows.append({"test": "spread low vs high", "task": "all", **c.as_dict()})
+    pair = data[data[arm_column].isin([domain, general])]
+    for task, group in pair.groupby("task", sort=True):
+        wide = _seed_matrix(group, arm_column, score)
+        a = wide[domain] if domain in wide else []
+        b = wide[general] if general in wide else []
+        c = stats.spread_ratio(a, b, claim=PRETRAINING_CLAIMS["domain_stability"],
+                               effect=f"log(sd {general} / sd {domain})")
+        rows.append({"test": "seed sd, per task", "task": task, **c.as_dict()})
+    return pd.DataFrame(rows)

@@ -121,3 +121,37 @@ def blurb_bars(table: pd.DataFrame, model: str):
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def vocabulary_bars(table: pd.DataFrame, metrics: dict[str, str], title: str | None = None):
+    """One panel per metric of `vocab.vocabulary_table` (column -> axis label): a bar per task and
+    vocabulary, so a domain vocabulary's shorter cuts show task by task. Rows with no value (no
+    entity mentions outside NER) are left out of that panel."""
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(11, 3.2 * len(metrics)), squeeze=False)
+    for ax, (column, label) in zip(axes[:, 0], metrics.items()):
+        data = table.dropna(subset=[column])
+        sns.barplot(data=data, x="task", y=column, hue="vocabulary", ax=ax)
+        ax.set_ylabel(label)
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", rotation=30)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="vocabulary", title_fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def mlm_loss_curves(curves: pd.DataFrame, window: int = 5):
+    """Training MLM loss against tokens seen, one line per pretraining arm (raw, faint) with a
+    centred rolling mean over `window` steps on top."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    if len(curves):
+        smooth = curves.assign(loss=curves.groupby("arm", observed=True)["loss"].transform(
+            lambda s: s.rolling(window, min_periods=1, center=True).mean()))
+        sns.lineplot(data=curves, x="tokens", y="loss", hue="arm", alpha=0.25, legend=False, ax=ax)
+        sns.lineplot(data=smooth, x="tokens", y="loss", hue="arm", ax=ax)
+    ax.set_xlabel("sub-word tokens seen")
+    ax.set_ylabel("MLM loss (masked tokens)")
+    ax.set_title("continued MLM pretraining")
+    fig.tight_layout()
+    return fig

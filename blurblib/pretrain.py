@@ -525,3 +525,83 @@ def build_arm(arm: str, budget: int, base: PretrainConfig | None = None, out_dir
     if spec.corpus is None:
         return base.model
     return str(pretrain(arm_config(arm, budget, base), out_dir, progress, force).checkpoint)
+
+
+# ----------------------------------------------------------------------------- arms in a notebook
+
+
+def build_arms(arms, budget: int, base: PretrainConfig | None = None, out_dir: str | Path | None = None,
+               progress: bool = True) -> dict[str, str]:
+    """`{arm: model}` for each arm, building (or reusing) the checkpoints: what a sweep's `models` needs."""
+    from .models import _quiet_transformers as _no_load_bars  # one MLM bar per arm, not a bar per load/save
+
+    with _no_load_bars():
+        return {arm: build_arm(arm, budget, base, out_dir, progress) for arm in arms}
+
+
+def loss_curves(arm_models: dict[str, str]) -> "pd.DataFrame":
+    """Training MLM loss per step of every arm that was pretrained (read from its `pretrain.json`):
+    columns arm, step, tokens (seen so far), loss. Arms without a pretraining run have no rows."""
+    import pandas as pd
+
+    frames = []
+    for arm, model in arm_models.items():
+        record = Path(model) / RESULT_FILE
+        if not record.is_file():
+            continue
+        data = json.loads(record.read_text())
+        config = PretrainConfig(**data["config"])
+        per_step = config.batch_size * config.seq_length
+        losses = data["losses"]
+        frames.append(pd.DataFrame({"arm": arm, "step": range(1, len(losses) + 1),
+                                    "tokens": [per_step * (i + 1) for i in range(len(losses))], "loss": losses}))
+    if not frames:
+        return pd.DataFrame(columns=["arm", "step", "tokens", "loss"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def heldout_losses(arm_models: dict[str, str], corpus_names=corpora.CORPUS_NAMES, max_blocks: int = 64,
+                   seq_length: int = 128) -> "pd.DataFrame":
+    """Held-out MLM loss of every arm on every corpus's held-out text (never pretrained on), with the
+    same seeded masks for all arms: rows arm x corpus, columns loss, perplexity and `mlm_head`
+    ("trained", or "untrained" for the released and random arms, which score near ln(vocabulary) =
+    10.3 whatever their encoder: the number then says nothing about the encoder)."""
+    import pandas as pd
+
+    from .models import _quiet_transformers as _no_load_bars
+
+    texts = {name: corpora.heldout_corpus(name) for name in corpus_names}
+    rows = []
+    level = log.level
+    log.setLevel(logging.ERROR)  # the untrained-head warnings are the `mlm_head` column
+    try:
+        with _no_load_bars():
+            for arm, model in arm_models.items():
+                trained_head = (Path(model_source(model)) / RESULT_FILE).is_file()
+                for name in corpus_names:
+                    loss = mlm_eval_loss(model, texts[name], seq_length=seq_length, max_blocks=max_blocks)
+                    rows.append({"arm": arm, "corpus": name, "loss": loss, "perplexity": math.exp(loss),
+                                 "mlm_head": "trained" if trained_head else "untrained"})
+    finally:
+        log.setLevel(level)
+    return pd.DataFrame(rows)
+
+
+def arm_table(arm_models: dict[str, str]) -> "pd.DataFrame":
+    """What each arm is: its description, the model it fine-tunes (registry name or checkpoint folder
+    name), and for pretrained arms the budget, steps, last training losses and wall time."""
+    import pandas as pd
+
+    rows = []
+    for arm, model in arm_models.items():
+        row = {"arm": arm, "description": ARMS[arm].description if arm in ARMS else "",
+               "model": Path(model).name if Path(model).is_dir() else model}
+        record = Path(model) / RESULT_FILE
+        if record.is_file():
+            data = json.loads(record.read_text())
+            losses = data["losses"]
+            row.update({"tokens": data["tokens_seen"], "steps": len(losses),
+                        "head_warmup_steps": data["config"]["head_warmup_steps"],
+                        "final_loss": sum(losses[-5:]) / len(losses[-5:]), "wall_time_s": data["wall_time_s"]})
+        rows.append(row)
+    return pd.DataFrame(rows)

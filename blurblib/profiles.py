@@ -31,7 +31,7 @@ TASK_SETTINGS: dict[str, dict[str, dict]] = {
     # 2 CPU cores, 45 minutes for every notebook: 200 training examples, 2 epochs, 128 sub-words.
     "default": {
         "*": _DEFAULT_BASE,
-        "BIOSSES": dict(_DEFAULT_BASE, epochs=8, batch_size=8, lr=1e-4, eval_limit=None),  # 64 pairs: 5 epochs barely move Pearson
+        "BIOSSES": dict(_DEFAULT_BASE, epochs=6, batch_size=8, lr=1e-4, eval_limit=None),  # 64 pairs: 3 epochs barely move Pearson
         "HoC": dict(_DEFAULT_BASE, epochs=4, lr=1e-4),  # 10 rare labels: 2 epochs predict none
     },
     "full": {
@@ -120,8 +120,8 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
     # Brown corpus (the general arm's text). `paper` has no arms: it compares the hub models as they are.
     "01_pretraining_sensitivity": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2),
-                      extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=2048,
-                                 pretrain_batch=8, pretrain_seq=64, head_warmup_steps=1, eval_blocks=4,
+                      extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=256,
+                                 pretrain_batch=4, pretrain_seq=32, head_warmup_steps=1, eval_blocks=2,
                                  vocab_sample=20, domain_arm="domain", general_arm="general")),
         "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease"), seeds=(1, 2, 3),
                         extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=131_072,
