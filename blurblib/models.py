@@ -155,6 +155,8 @@ def get(name: str) -> ModelSpec:
     if name in MODELS:
         return MODELS[name]
     path = Path(name).expanduser()
+    if not path.is_dir() and not path.is_absolute():
+        path = paths.REPO_ROOT / path  # repo-relative names (pretraining arms) work from any cwd
     if path.is_dir():
         return _local_spec(path)
     raise UnknownNameError(

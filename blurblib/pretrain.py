@@ -521,10 +521,20 @@ def build_arm(arm: str, budget: int, base: PretrainConfig | None = None, out_dir
     spec = get_arm(arm)
     base = base or PretrainConfig(model=BASE_MODEL)
     if spec.random_init:
-        return str(write_random_init(base.model, base.seed, out_dir, force))
+        return _model_name(write_random_init(base.model, base.seed, out_dir, force))
     if spec.corpus is None:
         return base.model
-    return str(pretrain(arm_config(arm, budget, base), out_dir, progress, force).checkpoint)
+    return _model_name(pretrain(arm_config(arm, budget, base), out_dir, progress, force).checkpoint)
+
+
+def _model_name(checkpoint) -> str:
+    """Repo-relative when the checkpoint lies in the repo, so run ids (which hash the model
+    name) are the same in every clone; `models.get` resolves such names against the repo."""
+    path = Path(checkpoint).resolve()
+    try:
+        return str(path.relative_to(paths.REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 # ----------------------------------------------------------------------------- arms in a notebook
