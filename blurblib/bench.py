@@ -62,6 +62,8 @@ def machine() -> dict:
                 break
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    with contextlib.suppress(OSError, AttributeError):
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)  # other work on a shared machine
     return info
 
 
@@ -537,26 +539,99 @@ def _schedule(optimizer, steps: int, warmup_ratio: float):
     return get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * steps), steps)
 
 
-def train_sequential(nets, batches, config: train.RunConfig, device: str = "cpu") -> torch.Tensor:
-    """K ordinary runs one after the other: the step of `train.run` (AdamW, warm-up/decay,
-    clipping at max_grad_norm). Returns the losses, shape (K, steps)."""
-    losses = []
-    for net, seed_batches in zip(nets, batches):
-        optimizer = train.make_optimizer(techniques.standard_param_groups(net, config.lr, config.weight_decay), config.lr)
-        scheduler = _schedule(optimizer, len(seed_batches), config.warmup_ratio)
-        trainable = [p for p in net.parameters() if p.requires_grad]
-        seed_losses = []
-        for batch in seed_batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = net(**batch).loss
+class SequentialSeeds:
+    """K ordinary runs, advanced one step at a time: the step of `train.run` (fused AdamW,
+    warm-up then linear decay, clipping at max_grad_norm) for each seed in turn."""
+
+    def __init__(self, nets, config: train.RunConfig, steps: int, device: str = "cpu"):
+        self.device, self.max_grad_norm = device, config.max_grad_norm
+        self.runs = []
+        for net in nets:
+            optimizer = train.make_optimizer(techniques.standard_param_groups(net, config.lr, config.weight_decay),
+                                             config.lr)
+            self.runs.append((net, optimizer, _schedule(optimizer, steps, config.warmup_ratio),
+                              [p for p in net.parameters() if p.requires_grad]))
+
+    def step(self, seed_batches) -> torch.Tensor:
+        """One optimizer step of every seed on its own batch; the K losses."""
+        losses = []
+        for (net, optimizer, scheduler, trainable), batch in zip(self.runs, seed_batches):
+            loss = net(**{k: v.to(self.device) for k, v in batch.items()}).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            seed_losses.append(loss.detach())
-        losses.append(torch.stack(seed_losses))
-    return torch.stack(losses).cpu()
+            losses.append(loss.detach())
+        return torch.stack(losses)
+
+    def weights(self) -> list[dict]:
+        return [{n: p.detach().clone() for n, p in net.named_parameters()} for net, *_ in self.runs]
+
+
+class ParallelSeeds:
+    """The same K runs as one: parameters stacked along a new first axis, the forward vmapped.
+
+    AdamW is elementwise, so one AdamW over the stacked tensors is K independent AdamWs; the
+    only per-model coupling in the step is gradient clipping, done here with per-seed norms.
+    `attention` picks the vmapped model's attention kernel ("sdpa" or "eager"); the results
+    are the same within float tolerance. The nets are copied, not trained in place.
+    """
+
+    def __init__(self, nets, config: train.RunConfig, steps: int, pad_id: int, device: str = "cpu",
+                 attention: str = "sdpa"):
+        from torch.func import functional_call, stack_module_state, vmap
+
+        self.params, self.buffers = stack_module_state(list(nets))
+        template = copy.deepcopy(nets[0]).to("meta")
+        template.set_attn_implementation(attention)
+        names = {id(p): n for n, p in nets[0].named_parameters()}
+        groups = []
+        for group in techniques.standard_param_groups(nets[0], config.lr, config.weight_decay):
+            groups.append({**{k: v for k, v in group.items() if k not in ("params", "param_names")},
+                           "params": [self.params[names[id(p)]] for p in group["params"]]})
+        self.optimizer = train.make_optimizer(groups, config.lr)
+        self.scheduler = _schedule(self.optimizer, steps, config.warmup_ratio)
+        self.trainable = [p for g in groups for p in g["params"]]
+        self.token_labels = tasks.get(config.task).head_kind == "token_classification"
+        self.pad_id, self.device, self.attention, self.max_grad_norm = pad_id, device, attention, config.max_grad_norm
+
+        def loss_of(p, b, batch):
+            return functional_call(template, (p, b), args=(), kwargs=batch).loss
+
+        self.batched_loss = vmap(loss_of, in_dims=(0, 0, 0))
+
+    def step(self, seed_batches) -> torch.Tensor:
+        batch = _stack_step(seed_batches, self.pad_id, self.token_labels, self.device, self.attention)
+        with warnings.catch_warnings():
+            # CPU SDPA has no vmap batching rule yet: torch loops over the seeds and says so at every call.
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            loss = self.batched_loss(self.params, self.buffers, batch)
+            loss.sum().backward()  # seeds share no parameters: each gradient is its own seed's
+        # clip_grad_norm_ per seed: the norm over all of a seed's gradients (a norm of per-tensor norms).
+        norms = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in self.trainable]), dim=0)
+        coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        for p in self.trainable:
+            p.grad.mul_(coef.view(-1, *([1] * (p.dim() - 1))))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
+def train_sequential(nets, batches, config: train.RunConfig, device: str = "cpu") -> torch.Tensor:
+    """K ordinary runs (in place); `batches[k]` is seed k's list of batches. Losses, shape (K, steps)."""
+    runs = SequentialSeeds(nets, config, len(batches[0]), device)
+    return torch.stack([runs.step([b[i] for b in batches]) for i in range(len(batches[0]))], dim=1).cpu()
+
+
+def train_parallel(nets, batches, config: train.RunConfig, pad_id: int, device: str = "cpu",
+                   attention: str = "sdpa") -> tuple[torch.Tensor, dict]:
+    """The same K runs as one (see `ParallelSeeds`). Losses (K, steps) and the stacked parameters."""
+    run = ParallelSeeds(nets, config, len(batches[0]), pad_id, device, attention)
+    losses = torch.stack([run.step([b[i] for b in batches]) for i in range(len(batches[0]))], dim=1).cpu()
+    return losses, run.params
 
 
 def _stack_step(batches, pad_id: int, token_labels: bool, device: str, attention: str = "sdpa") -> dict:
@@ -582,56 +657,6 @@ def _stack_step(batches, pad_id: int, token_labels: bool, device: str, attention
     return stacked
 
 
-def train_parallel(nets, batches, config: train.RunConfig, pad_id: int, device: str = "cpu",
-                   attention: str = "sdpa") -> tuple[torch.Tensor, dict]:
-    """The same K runs as one: parameters stacked along a new first axis, the forward vmapped.
-
-    AdamW is elementwise, so one AdamW over the stacked tensors is K independent AdamWs; the
-    only per-model coupling in the step is gradient clipping, done here with per-seed norms.
-    `attention` picks the vmapped model's attention kernel ("sdpa" or "eager"); the results
-    are the same within float tolerance. Returns the losses (K, steps) and the stacked parameters.
-    """
-    from torch.func import functional_call, stack_module_state, vmap
-
-    params, buffers = stack_module_state(list(nets))
-    template = copy.deepcopy(nets[0]).to("meta")
-    template.set_attn_implementation(attention)
-    names = {id(p): n for n, p in nets[0].named_parameters()}
-    groups = []
-    for group in techniques.standard_param_groups(nets[0], config.lr, config.weight_decay):
-        groups.append({**{k: v for k, v in group.items() if k not in ("params", "param_names")},
-                       "params": [params[names[id(p)]] for p in group["params"]]})
-    optimizer = train.make_optimizer(groups, config.lr)
-    steps = len(batches[0])
-    scheduler = _schedule(optimizer, steps, config.warmup_ratio)
-    trainable = [p for g in groups for p in g["params"]]
-    token_labels = tasks.get(config.task).head_kind == "token_classification"
-
-    def loss_of(p, b, batch):
-        return functional_call(template, (p, b), args=(), kwargs=batch).loss
-
-    batched_loss = vmap(loss_of, in_dims=(0, 0, 0))
-    losses = []
-    with warnings.catch_warnings():
-        # CPU SDPA has no vmap batching rule yet: torch loops over the seeds and says so at every call.
-        warnings.filterwarnings("ignore", message=".*batching rule.*")
-        for i in range(steps):
-            batch = _stack_step([seed_batches[i] for seed_batches in batches], pad_id, token_labels, device, attention)
-            loss = batched_loss(params, buffers, batch)
-            loss.sum().backward()  # seeds share no parameters: each gradient is its own seed's
-            # clip_grad_norm_ per seed: the norm over all of a seed's gradients (a norm of per-tensor norms).
-            norms = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), dim=1) for p in trainable]), dim=0)
-            coef = (config.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
-            for p in trainable:
-                p.grad.mul_(coef.view(-1, *([1] * (p.dim() - 1))))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
-    return torch.stack(losses, dim=1).cpu(), params
-
-
 def seeds_parallel(k: int = 4, task: str = "GAD", model: str = "minilm-l6", n_examples: int = 64,
                    batch_size: int = 16, max_length: int = 64, epochs: int = 1, device: str = "cpu",
                    first_seed: int = 1, attention: str = "sdpa", parallel_first: bool = True,
@@ -639,49 +664,50 @@ def seeds_parallel(k: int = 4, task: str = "GAD", model: str = "minilm-l6", n_ex
     """K seeds sequentially vs together; per-seed losses and final weights must agree.
 
     Seeds differ in the head's initialisation and the data order, as in `train.run`. Dropout
-    is off in both arms (see `_no_dropout`). Model building and data are outside the timers,
-    and both arms first run one untimed step (`warmup`), so neither pays one-time costs;
-    `parallel_first` sets which arm runs first (`seeds_parallel_runs` alternates it).
+    is off in both arms (see `_no_dropout`). The two arms advance step by step, alternately
+    (`parallel_first` says which goes first at step 0), each step timed on its own: on a shared
+    machine both then see the same background load. Model building and data are outside the
+    timers; with `warmup`, both arms first take one untimed step, so neither pays one-time costs.
     """
     seeds = list(range(first_seed, first_seed + k))
     config = train.RunConfig(task=task, model=model, batch_size=batch_size, max_length=max_length, epochs=epochs)
     nets, tokenizer = _seed_models(task, model, seeds, device)
     batches = _seed_batches(task, tokenizer, seeds, n_examples, batch_size, max_length, epochs)
-    pad_id = tokenizer.pad_token_id
+    pad_id, steps = tokenizer.pad_token_id, len(batches[0])
     start_state = [copy.deepcopy(n.state_dict()) for n in nets]
     if warmup:
-        warm = [b[:1] for b in batches]
-        train_parallel(nets, warm, config, pad_id, device, attention)
-        train_sequential(nets, warm, config, device)
-
-    def restore():
+        first = [b[0] for b in batches]
+        ParallelSeeds(nets, config, steps, pad_id, device, attention).step(first)
+        SequentialSeeds(nets, config, steps, device).step(first)
         for net, state in zip(nets, start_state):
             net.load_state_dict(state)
 
-    arms = {"parallel": lambda: train_parallel(nets, batches, config, pad_id, device, attention),
-            "sequential": lambda: train_sequential(nets, batches, config, device)}
-    results, seconds = {}, {}
-    for name in (("parallel", "sequential") if parallel_first else ("sequential", "parallel")):
-        restore()  # both arms start from the same weights
-        _sync(device)
-        start = time.perf_counter()
-        results[name] = arms[name]()
-        _sync(device)
-        seconds[name] = time.perf_counter() - start
-        if name == "sequential":  # the trained weights, before a later restore() resets them
-            final = [{n: p.detach().clone() for n, p in net.named_parameters()} for net in nets]
-    parallel_losses, stacked = results["parallel"]
-    sequential_losses, parallel_s, sequential_s = results["sequential"], seconds["parallel"], seconds["sequential"]
-
+    arms = {"parallel": ParallelSeeds(nets, config, steps, pad_id, device, attention),
+            "sequential": SequentialSeeds(nets, config, steps, device)}
+    seconds = {name: 0.0 for name in arms}
+    losses = {name: [] for name in arms}
+    for i in range(steps):
+        step_batches = [b[i] for b in batches]
+        order = ("parallel", "sequential") if (i % 2 == 0) == parallel_first else ("sequential", "parallel")
+        for name in order:
+            _sync(device)
+            start = time.perf_counter()
+            losses[name].append(arms[name].step(step_batches))
+            _sync(device)
+            seconds[name] += time.perf_counter() - start
+    parallel_losses = torch.stack(losses["parallel"], dim=1).cpu()
+    sequential_losses = torch.stack(losses["sequential"], dim=1).cpu()
+    stacked = arms["parallel"].params
     param_diff = max(float((stacked[name][i].detach() - p).abs().max())
-                     for i, weights in enumerate(final) for name, p in weights.items())
+                     for i, weights in enumerate(arms["sequential"].weights()) for name, p in weights.items())
     loss_diff = float((parallel_losses - sequential_losses).abs().max())
     return {"k": k, "task": task, "model": model, "device": device, "attention": attention,
-            "steps_per_seed": len(batches[0]), "batch_size": batch_size, "max_length": max_length,
-            "sequential_s": sequential_s, "parallel_s": parallel_s,
-            "speedup": sequential_s / parallel_s, "max_loss_diff": loss_diff, "max_param_diff": param_diff,
-            "same_results": bool(loss_diff < 1e-4 and param_diff < 1e-3), "dropout": "off in both arms",
-            "sequential_losses": sequential_losses.tolist(), "parallel_losses": parallel_losses.tolist()}
+            "steps_per_seed": steps, "batch_size": batch_size, "max_length": max_length,
+            "sequential_s": seconds["sequential"], "parallel_s": seconds["parallel"],
+            "speedup": seconds["sequential"] / seconds["parallel"], "max_loss_diff": loss_diff,
+            "max_param_diff": param_diff, "same_results": bool(loss_diff < 1e-4 and param_diff < 1e-3),
+            "dropout": "off in both arms", "sequential_losses": sequential_losses.tolist(),
+            "parallel_losses": parallel_losses.tolist()}
 
 
 def seeds_parallel_runs(ks=(4, 8), reps: int = 1, log=print, **kwargs) -> pd.DataFrame:
@@ -1027,7 +1053,8 @@ def write_summary(out_dir: Path | None = None) -> Path:
         if path.is_file():
             loaded[name] = json.loads(path.read_text())
     lines = ["# Benchmarks", "", "Figures are median (min–max) over repetitions. Regenerate with `make bench`.", ""]
-    machines = {json.dumps(d["machine"], sort_keys=True) for d in loaded.values()}
+    machines = {json.dumps({k: v for k, v in d["machine"].items() if k != "load_average_1min"}, sort_keys=True)
+                for d in loaded.values()}
     for m in machines:
         m = json.loads(m)
         lines.append(f"Machine: {m.get('cpu_count')}-core CPU ({m.get('cpu')}), torch {m.get('torch')} with "
@@ -1085,6 +1112,10 @@ def write_summary(out_dir: Path | None = None) -> Path:
         lines += ["", "## Seeds in parallel (vmap over stacked parameters) vs sequential", "",
                   f"{st['model']} on {st['task']}, {st['n_examples']} examples, batch {st['batch_size']}, max length "
                   f"{st['max_length']}, {st['device']}; {st['note']}.", "", to_markdown(table)]
+    loads = {name: d["machine"].get("load_average_1min") for name, d in loaded.items()}
+    if any(v is not None for v in loads.values()):
+        lines += ["", "1-minute load average when each benchmark finished (2 cores; above ~0 means other work "
+                  "shared the CPU): " + ", ".join(f"{k} {v}" for k, v in loads.items() if v is not None) + "."]
     lines += ["", "## GPU: bf16, SDPA, torch.compile", ""]
     if "gpu" in loaded:
         g = pd.DataFrame(loaded["gpu"]["tables"]["gpu"])
