@@ -46,8 +46,9 @@ clean-smoke:
 test-unit: $(STAMP) data
 	$(BIN)/python -m pytest tests
 
+# One thread: the smoke numbers nbval compares then do not depend on the machine's core count.
 test-notebooks: $(STAMP) data models-mpnet clean-smoke
-	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
 
 test: test-unit test-notebooks
 
