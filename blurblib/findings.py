@@ -89,7 +89,8 @@ def blurb_table(df: pd.DataFrame) -> tuple[pd.DataFrame, metrics.BlurbScore]:
     summary["gap"] = summary["PubMedBERT (Gu et al.)"] - summary["mean"]
     order = {name: i for i, name in enumerate(tasks.names())}
     summary = summary.sort_values("task", key=lambda s: s.map(order)).reset_index(drop=True)
-    details = metrics.blurb_score_details(dict(zip(summary["task"], summary["mean"])))
+    scored = summary.dropna(subset=["mean"])  # a task whose every run lost its loss to NaN has no score
+    details = metrics.blurb_score_details(dict(zip(scored["task"], scored["mean"])))
     return summary[["task", "type", "n", "mean", "std", "min", "max", "failed_rate", "PubMedBERT (Gu et al.)", "gap"]], details
 
 
