@@ -49,6 +49,7 @@ SLIMFIT_MEMORY_CUT = 2.2  # SlimFit (Ardakani et al. 2023): average cut, up to 3
 SLIMFIT_SCORE_BUDGET = 0.4  # ... at <= 0.4 points of accuracy
 THROUGHPUT_GOAL = 2.0
 MEMORY_GOAL = 1.5
+MEMORY_TASK = "GAD"  # the memory and GPU probes need a head: binary classification, the smallest
 
 
 def machine() -> dict:
@@ -348,10 +349,6 @@ class SavedTensorMeter:
         return sum(self.bytes_by_region.values()) / 2**20
 
 
-def _memory_task(model_name: str) -> str:
-    return "GAD"  # binary sequence classification: the smallest head, as in the SlimFit setups
-
-
 def memory_probe(model: str = "minilm-l6", freeze_layers: int = 0, seq_len: int = 256, batch_size: int = 16,
                  steps: int = 2, device: str = "cpu", seed: int = 0) -> dict:
     """Train `steps` AdamW steps on random token ids with the bottom `freeze_layers` blocks frozen,
@@ -367,7 +364,7 @@ def memory_probe(model: str = "minilm-l6", freeze_layers: int = 0, seq_len: int 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(seed)
-    task = _memory_task(model)
+    task = MEMORY_TASK
     net, _ = models.load(model, task)
     config = train.RunConfig(task=task, model=model, freeze_layers=freeze_layers)
     techniques.prepare(net, config)
@@ -486,10 +483,10 @@ def parameter_table(model_names=("minilm-l6",), fractions=FREEZE_FRACTIONS) -> p
     rows = []
     for name in model_names:
         spec = models.get(name)
-        net, _ = models.load(name, _memory_task(name))
+        net, _ = models.load(name, MEMORY_TASK)
         total = sum(p.numel() for p in net.parameters())
         for k in freeze_depths(spec.layers, fractions):
-            config = train.RunConfig(task=_memory_task(name), model=name, freeze_layers=k)
+            config = train.RunConfig(task=MEMORY_TASK, model=name, freeze_layers=k)
             probe = copy.deepcopy(net)
             techniques.prepare(probe, config)
             trainable = sum(p.numel() for p in probe.parameters() if p.requires_grad)
@@ -760,7 +757,7 @@ def gpu_step_time(model: str, mode: str, seq_len: int = 128, batch_size: int = 3
     precision, attention, *rest = mode.split("-")
     compiled = rest == ["compile"]
     torch.manual_seed(0)
-    net, _ = models.load(model, _memory_task(model))
+    net, _ = models.load(model, MEMORY_TASK)
     net.set_attn_implementation(attention)
     net.to(device).train()
     optimizer = train.make_optimizer(net.parameters(), 1e-5)
@@ -948,7 +945,8 @@ def throughput_figure(df: pd.DataFrame):
 
     ratios = throughput_ratios(df)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    sns.barplot(data=df, x="task", y="train_examples_per_s", hue="arm", errorbar=("pi", 100), ax=axes[0])
+    sns.barplot(data=df, x="task", y="train_examples_per_s", hue="arm", estimator="median", errorbar=("pi", 100),
+                ax=axes[0])
     axes[0].set_ylabel("training examples / s")
     axes[0].set_title("throughput (bars: median of reps; whiskers: min-max)")
     sns.stripplot(data=ratios, x="task", y="train_ratio", size=7, ax=axes[1])
@@ -996,11 +994,11 @@ def seeds_figure(df: pd.DataFrame):
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    sns.pointplot(data=df, x="k", y="speedup", errorbar=("pi", 100), ax=ax)
+    sns.pointplot(data=df, x="k", y="speedup", estimator="median", errorbar=("pi", 100), ax=ax)
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xlabel("seeds trained together (K)")
     ax.set_ylabel("sequential time / parallel time")
-    ax.set_title(f"seeds in parallel ({df['device'].iloc[0]})")
+    ax.set_title(f"seeds in parallel ({df['device'].iloc[0]}): median, min-max")
     fig.tight_layout()
     return fig
 
