@@ -209,6 +209,13 @@ def spread_gap(runs: pd.DataFrame, arm_column: str = "arm", low_resource=None, s
     """
     effect = "mean spread of arm means, low-resource - high-resource tasks (points)"
     flags = _low_resource_flags(sorted(runs["task"].unique()), low_resource)
+    # A task on which every run collapsed (all-O NER, say) has a spread of 0 because nothing was
+    # learned, not because pretraining did not matter: it cannot take part in the comparison.
+    learned = runs.assign(failed=stats.failed(runs)).groupby("task")["failed"].agg(lambda f: not f.all())
+    collapsed = sorted(learned.index[~learned])
+    if collapsed:
+        effect += f"; left out, every run collapsed: {', '.join(collapsed)}"
+    runs = runs[runs["task"].isin(learned.index[learned])]
     matrices = {t: _seed_matrix(g, arm_column, score).to_numpy() for t, g in runs.groupby("task", sort=True)}
     matrices = {t: m for t, m in matrices.items() if m.shape[0] >= 1 and m.shape[1] >= 2}
     low = [t for t in matrices if flags[t]]

@@ -138,3 +138,12 @@ def test_loss_curves_and_heldout_losses_of_real_arms(tmp_path):
     assert held["perplexity"].to_numpy() == pytest.approx(np.exp(held["loss"].to_numpy()))
     released = held.set_index("arm").loc["released", "loss"]
     assert abs(released - np.log(30522)) < 1.0  # a fresh head is about uniform over the vocabulary
+
+
+def test_a_task_where_every_run_collapsed_cannot_show_a_small_spread():
+    wide = {"released": 60, "domain": 75, "general": 62, "random": 15}
+    runs = runs_table({"BIOSSES": wide, "NCBI-disease": {"released": 0, "domain": 0, "general": 0, "random": 0}},
+                      sds={"NCBI-disease": {a: 0.0 for a in wide}})
+    c = findings.spread_gap(runs)  # NCBI: all-O everywhere, score 0 = trivial -> all failed
+    assert c.verdict == "inconclusive" and "collapsed: NCBI-disease" in c.effect
+    assert "high-resource" in c.effect
