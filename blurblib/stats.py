@@ -6,6 +6,7 @@ Wilcoxon signed-rank over the same seeds, and the verdict is a fixed rule, never
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -150,7 +151,9 @@ def spread_ratio(a, b, claim: str, effect: str, seed: int = 0) -> Comparison:
     if np.ptp(np.concatenate([a, b])) == 0:
         p, p_opposite = 1.0, 1.0
     else:
-        two_sided = float(_sp.levene(a, b, center="median").pvalue)
+        with warnings.catch_warnings():  # zero spread inside both groups: scipy divides by 0
+            warnings.simplefilter("ignore", RuntimeWarning)
+            two_sided = float(_sp.levene(a, b, center="median").pvalue)
         p, p_opposite = (two_sided / 2, 1 - two_sided / 2) if estimate > 0 else (1 - two_sided / 2, two_sided / 2)
     n = min(len(a), len(b))
     return Comparison(claim, effect, estimate, lo, hi, p, n, verdict(lo, hi, p, p_opposite, n))
