@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     summary = df.groupby("k").agg(reps=("speedup", "size"), speedup_median=("speedup", "median"),
                                   speedup_min=("speedup", "min"), speedup_max=("speedup", "max"),
                                   sequential_s=("sequential_s", "median"), parallel_s=("parallel_s", "median"),
-                                  max_loss_diff=("max_loss_diff", "max"), max_param_diff=("max_param_diff", "max"),
+                                  token_overhead=("token_overhead", "median"), max_loss_diff=("max_loss_diff", "max"),
+                                  max_param_diff=("max_param_diff", "max"),
                                   same_results=("same_results", "all")).reset_index()
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(summary.to_string(index=False))

@@ -698,8 +698,12 @@ def seeds_parallel(k: int = 4, task: str = "GAD", model: str = "minilm-l6", n_ex
     param_diff = max(float((stacked[name][i].detach() - p).abs().max())
                      for i, weights in enumerate(arms["sequential"].weights()) for name, p in weights.items())
     loss_diff = float((parallel_losses - sequential_losses).abs().max())
+    # The stacked batch is padded to the longest of the K seeds' batches: more tokens than K runs see.
+    own_tokens = sum(b["input_ids"].numel() for seed_batches in batches for b in seed_batches)
+    stacked_tokens = sum(k * max(b[i]["input_ids"].numel() for b in batches) for i in range(steps))
     return {"k": k, "task": task, "model": model, "device": device, "attention": attention,
             "steps_per_seed": steps, "batch_size": batch_size, "max_length": max_length,
+            "token_overhead": stacked_tokens / own_tokens,
             "sequential_s": seconds["sequential"], "parallel_s": seconds["parallel"],
             "speedup": seconds["sequential"] / seconds["parallel"], "max_loss_diff": loss_diff,
             "max_param_diff": param_diff, "same_results": bool(loss_diff < 1e-4 and param_diff < 1e-3),
@@ -1103,8 +1107,9 @@ def write_summary(out_dir: Path | None = None) -> Path:
             "K": s["k"].astype(int), "sequential s": s["sequential_s"].map(lambda v: f"{v:.2f}"),
             "parallel s": s["parallel_s"].map(lambda v: f"{v:.2f}"),
             "speed-up": [_range(a, b, c, unit="x") for a, b, c in zip(s["speedup_median"], s["speedup_min"], s["speedup_max"])],
-            "max |loss diff|": s["max_loss_diff"].map(lambda v: f"{v:.1e}"),
-            "max |weight diff|": s["max_param_diff"].map(lambda v: f"{v:.1e}"),
+            "tokens, parallel / sequential": s["token_overhead"].map(lambda v: f"{v:.2f}") if "token_overhead" in s else "",
+            "max abs. loss diff": s["max_loss_diff"].map(lambda v: f"{v:.1e}"),
+            "max abs. weight diff": s["max_param_diff"].map(lambda v: f"{v:.1e}"),
             "same per-seed results": s["same_results"].map({True: "yes", False: "NO"}),
         })
         lines += ["", "## Seeds in parallel (vmap over stacked parameters) vs sequential", "",
@@ -1112,8 +1117,11 @@ def write_summary(out_dir: Path | None = None) -> Path:
                   f"{st['max_length']}, {st['device']}; {st['note']}.", "", to_markdown(table)]
     loads = {name: d["machine"].get("load_average_1min") for name, d in loaded.items()}
     if any(v is not None for v in loads.values()):
-        lines += ["", "1-minute load average when each benchmark finished (2 cores; above ~0 means other work "
-                  "shared the CPU): " + ", ".join(f"{k} {v}" for k, v in loads.items() if v is not None) + "."]
+        lines += ["", "1-minute load average when each benchmark finished: " +
+                  ", ".join(f"{k} {v}" for k, v in loads.items() if v is not None) +
+                  f" (the benchmark's own {machine().get('torch_threads', 2)} threads account for about that many; "
+                  "more means other work shared the CPU, which slows both arms of a comparison alike only "
+                  "on average)."]
     lines += ["", "## GPU: bf16, SDPA, torch.compile", ""]
     if "gpu" in loaded:
         g = pd.DataFrame(loaded["gpu"]["tables"]["gpu"])
