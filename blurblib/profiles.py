@@ -176,7 +176,7 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
     },
     "06_efficiency": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1,), extra=dict(reps=1, bench_examples=32)),
-        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), extra=dict(reps=3, bench_examples=128)),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), extra=dict(reps=3, bench_examples=64)),
         "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), extra=dict(reps=5, bench_examples=256)),
         "paper": dict(models=("pubmedbert-base",), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), device="cuda",
                       extra=dict(reps=5, bench_examples=512)),

@@ -194,6 +194,16 @@ def make_optimizer(groups, lr: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, lr=lr)
 
 
+
+def optimizer_step(loss: torch.Tensor, trainable, optimizer, scheduler, max_grad_norm: float) -> None:
+    """Backward, clip the gradient norm, step the optimizer and the schedule, drop the gradients:
+    every training step of blurblib (and the sequential arm of the seeds benchmark) is this."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
 def _peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
@@ -251,11 +261,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
                 loss = model(**batch).loss
                 if not torch.isfinite(loss):
                     raise RunFailed(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer_step(loss, trainable, optimizer, scheduler, config.max_grad_norm)
                 train_losses.append(loss.item())
                 step += 1
                 bar.update()

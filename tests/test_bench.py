@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from blurblib import bench, encoding, models, tasks, train
+from blurblib.bench import seeds, speed, verdicts
+from blurblib.bench.__main__ import main as bench_main
 from blurblib.errors import ConfigError, UnknownNameError
 
 
@@ -46,9 +48,9 @@ def test_bad_memory_requests_fail_before_a_process_starts():
     with pytest.raises(UnknownNameError, match="unknown model"):
         bench.measure_memory("no-such-model", freeze_layers=0)
     with pytest.raises(ConfigError, match="JSON object"):
-        bench._main(["memory-probe", "{not json"])
+        bench_main(["memory-probe", "{not json"])
     with pytest.raises(ConfigError, match="keys from"):
-        bench._main(["memory-probe", '{"model": "minilm-l6", "layers": 3}'])
+        bench_main(["memory-probe", '{"model": "minilm-l6", "layers": 3}'])
 
 
 def test_parallel_seeds_match_sequential_runs():
@@ -72,12 +74,12 @@ def test_stack_step_pads_tokens_but_not_multi_hot_labels():
          "labels": torch.tensor([[0.0, 1.0, 0.0, 0.0]])}
     b = {"input_ids": torch.tensor([[101, 5, 6, 7, 102]]), "attention_mask": torch.ones(1, 5, dtype=torch.long),
          "labels": torch.tensor([[1.0, 0.0, 0.0, 1.0]])}
-    out = bench._stack_step([a, b], pad_id=0, token_labels=False, device="cpu")
+    out = seeds._stack_step([a, b], pad_id=0, token_labels=False, device="cpu")
     assert out["input_ids"].tolist() == [[[101, 5, 102, 0, 0]], [[101, 5, 6, 7, 102]]]
     assert out["attention_mask"].shape == (2, 1, 1, 1, 5)
     assert out["attention_mask"][0, 0, 0, 0].tolist() == [True, True, True, False, False]
     assert out["labels"].shape == (2, 1, 4)
-    tok = bench._stack_step([{**a, "labels": torch.tensor([[-100, 1, -100]])}, {**b, "labels": torch.tensor([[-100, 0, 1, 1, -100]])}],
+    tok = seeds._stack_step([{**a, "labels": torch.tensor([[-100, 1, -100]])}, {**b, "labels": torch.tensor([[-100, 0, 1, 1, -100]])}],
                             pad_id=0, token_labels=True, device="cpu")
     assert tok["labels"][0, 0].tolist() == [-100, 1, -100, -100, -100]
 
@@ -86,7 +88,7 @@ def test_stack_step_pads_tokens_but_not_multi_hot_labels():
 def test_baseline_and_ours_see_the_same_examples(task):
     """The two arms differ only in padding: same rows, same token ids and labels once unpadded."""
     _, tokenizer = models.load("minilm-l6", task)
-    config = bench._bench_config(task, "minilm-l6", 12, 4, seed=1)
+    config = speed._bench_config(task, "minilm-l6", 12, 4, seed=1)
     _, encoded = train.prepare_data(config, tokenizer)
     max_length = bench.baseline_max_length(task, tokenizer)
     assert max_length == min(tasks.get(task).max_length, 512)
@@ -110,9 +112,9 @@ def test_baseline_and_ours_see_the_same_examples(task):
 def test_padded_tokens_per_example_counts_batch_maxima():
     from datasets import Dataset
 
-    assert bench._padded_tokens_per_example(Dataset.from_dict({"length": [7] * 10}), 4, seed=1) == pytest.approx(7.0)
+    assert speed._padded_tokens_per_example(Dataset.from_dict({"length": [7] * 10}), 4, seed=1) == pytest.approx(7.0)
     lengths = [10] * 50 + [30] * 50
-    value = bench._padded_tokens_per_example(Dataset.from_dict({"length": lengths}), 4, seed=1)
+    value = speed._padded_tokens_per_example(Dataset.from_dict({"length": lengths}), 4, seed=1)
     # Between no padding at all (the mean) and padding every batch to 30; grouping keeps it near the mean.
     assert np.mean(lengths) <= value < 30
     assert value < np.mean(lengths) + 2
@@ -123,8 +125,8 @@ def _fake_throughput(ratio_by_task, reps=3, base=10.0):
     for task, ratio in ratio_by_task.items():
         for rep in range(reps):
             jitter = 1 + 0.01 * rep
-            for arm, speed in (("baseline", base), ("blurblib", base * ratio * jitter)):
-                rows.append(dict(task=task, rep=rep, arm=arm, train_examples_per_s=speed, eval_examples_per_s=2 * speed,
+            for arm, ex_s in (("baseline", base), ("blurblib", base * ratio * jitter)):
+                rows.append(dict(task=task, rep=rep, arm=arm, train_examples_per_s=ex_s, eval_examples_per_s=2 * ex_s,
                                  train_tokens_per_example=128.0 if arm == "baseline" else 40.0))
     return pd.DataFrame(rows)
 
@@ -180,7 +182,7 @@ def test_score_cost_and_slimfit_budget():
     cost = bench.score_cost(runs).set_index("freeze_layers")
     assert cost.loc[3, "change_vs_k0"] == pytest.approx(-0.3)
     assert cost.loc[3, "change_min"] == pytest.approx(-0.5)
-    claim = bench._score_budget_claim(runs)[0]
+    claim = verdicts._score_budget_claim(runs)[0]
     assert claim.n == 5 and claim.estimate == pytest.approx(0.1)
     assert claim.verdict in ("holds", "inconclusive")  # a +0.1 margin over 5 seeds, drops up to 0.5
 

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from blurblib import findings, pretrain
 from blurblib.errors import ConfigError
@@ -115,12 +114,7 @@ def test_missing_arm_names_the_arms_present():
 # ----------------------------------------------------------------------------- real arm helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_loss_curves_and_heldout_losses_of_real_arms(tmp_path):

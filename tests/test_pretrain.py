@@ -10,13 +10,7 @@ from blurblib import corpora, models, pretrain
 from blurblib.errors import ConfigError, DataError, UnknownNameError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two cores shared with other jobs: one torch thread avoids oversubscription (5-10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

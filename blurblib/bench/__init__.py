@@ -1,0 +1,44 @@
+"""Speed and memory measurements: what blurblib's training path costs, and what freezing saves.
+
+Seed sweeps multiply every cost by seeds x techniques x tasks, so notebook 06 and
+`benchmarks/` (scripts that only print and save) measure four things, one module each:
+
+* `speed`    - `throughput`: blurblib's loop (`train.run`: dynamic padding, length-grouped
+               batches, inference-mode evaluation) against the LinkBERT / HF example scripts'
+               baseline (max-length padding, a plain `transformers.Trainer`), interleaved.
+* `memory`   - `memory_vs_freezing`: peak training memory of a fresh process for k frozen
+               lower blocks, and the activation bytes autograd keeps (frozen blocks keep none).
+* `seeds`    - `seeds_parallel`: K seeds trained together (`stack_module_state` + `vmap`)
+               against K sequential runs: same per-seed losses, and the speed-up.
+* `gpu`      - `gpu_efficiency`: bf16 autocast, SDPA and `torch.compile` as a fraction of the
+               GPU's peak FLOP/s; "skipped: no CUDA device" elsewhere.
+
+`verdicts.claims` turns the measurements into claim rows with the project's verdict rule,
+`figures` plots them, `report` saves them and writes SUMMARY.md; `settings` holds the goals
+and the per-profile sizes, `host` the machine description every figure carries.
+"""
+from .figures import memory_figure, seeds_figure, throughput_figure
+from .gpu import GPU_MODES, gpu_efficiency, gpu_step_time, peak_flops, training_flops_per_step
+from .host import machine, machine_label
+from .memory import (SavedTensorMeter, check_freeze_depth, freeze_depths, measure_memory, memory_probe,
+                     memory_summary, memory_vs_freezing, parameter_table, peak_rss_mb)
+from .report import benchmarks_dir, save_benchmark, write_summary
+from .seeds import seeds_parallel, seeds_parallel_runs, train_parallel, train_sequential
+from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, MEMORY_SETTINGS, MEMORY_TASK, SEED_SETTINGS,
+                       SLIMFIT_MEMORY_CUT, SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL, THROUGHPUT_TASKS,
+                       memory_settings, seed_settings)
+from .speed import (baseline_arm, baseline_max_length, blurblib_arm, pad_to_max_length, throughput,
+                    throughput_ratios, throughput_summary)
+from .verdicts import claims, freeze_sweep, score_cost
+
+__all__ = [
+    "memory_figure", "seeds_figure", "throughput_figure", "GPU_MODES", "gpu_efficiency", "gpu_step_time",
+    "peak_flops", "training_flops_per_step", "machine", "machine_label", "SavedTensorMeter",
+    "check_freeze_depth", "freeze_depths", "measure_memory", "memory_probe", "memory_summary",
+    "memory_vs_freezing", "parameter_table", "peak_rss_mb", "benchmarks_dir", "save_benchmark",
+    "write_summary", "seeds_parallel", "seeds_parallel_runs", "train_parallel", "train_sequential",
+    "FREEZE_FRACTIONS", "MEMORY_GOAL", "MEMORY_SETTINGS", "MEMORY_TASK", "SEED_SETTINGS",
+    "SLIMFIT_MEMORY_CUT", "SLIMFIT_SCORE_BUDGET", "THROUGHPUT_GOAL", "THROUGHPUT_TASKS", "memory_settings",
+    "seed_settings", "baseline_arm", "baseline_max_length", "blurblib_arm", "pad_to_max_length",
+    "throughput", "throughput_ratios", "throughput_summary", "claims", "freeze_sweep", "score_cost",
+]

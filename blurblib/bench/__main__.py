@@ -1,0 +1,33 @@
+"""`python -m blurblib.bench memory-probe SPEC`: one memory measurement in a fresh process.
+
+`memory.measure_memory` starts this, so that the peak RSS it reads is the probe's alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import ConfigError
+from .memory import memory_probe
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m blurblib.bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    probe = sub.add_parser("memory-probe", help="one memory measurement in this process; prints one JSON line")
+    probe.add_argument("spec", help='JSON: {"model", "freeze_layers", "seq_len", "batch_size", "steps", "device"}')
+    args = parser.parse_args(argv)
+    try:
+        spec = json.loads(args.spec)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"memory-probe needs a JSON object, got {args.spec!r}: {err}") from None
+    allowed = {"model", "freeze_layers", "seq_len", "batch_size", "steps", "device", "seed"}
+    if not isinstance(spec, dict) or set(spec) - allowed:
+        raise ConfigError(f"memory-probe spec {args.spec!r}: use a JSON object with keys from {sorted(allowed)}")
+    print(json.dumps(memory_probe(**spec)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

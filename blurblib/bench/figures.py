@@ -1,0 +1,73 @@
+"""The benchmark figures (seaborn): throughput, memory beside score cost, seeds in parallel."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .memory import memory_summary
+from .settings import SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL
+from .speed import throughput_ratios
+
+
+
+def throughput_figure(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ratios = throughput_ratios(df)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    sns.barplot(data=df, x="task", y="train_examples_per_s", hue="arm", estimator="median", errorbar=("pi", 100),
+                ax=axes[0])
+    axes[0].set_ylabel("training examples / s")
+    axes[0].set_title("throughput (bars: median of reps; whiskers: min-max)")
+    sns.stripplot(data=ratios, x="task", y="train_ratio", size=7, ax=axes[1])
+    axes[1].axhline(THROUGHPUT_GOAL, color="grey", ls="--", label=f"goal {THROUGHPUT_GOAL:g}x")
+    axes[1].axhline(1.0, color="black", lw=0.8)
+    axes[1].set_ylabel("blurblib / baseline")
+    axes[1].set_title("speed-up per repetition")
+    axes[1].legend()
+    fig.tight_layout()
+    return fig
+
+
+def memory_figure(memory: pd.DataFrame, cost: pd.DataFrame | None = None):
+    """Peak memory against k (left), with the saved activations; the score cost beside it (right)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    summary = memory_summary(memory)
+    n = 2 if cost is not None and len(cost) else 1
+    fig, axes = plt.subplots(1, n + 1, figsize=(4.6 * (n + 1), 3.6), squeeze=False)
+    axes = axes[0]
+    sns.lineplot(data=summary, x="freeze_layers", y="peak_mb", hue="model", marker="o", ax=axes[0])
+    axes[0].set_title("peak training memory")
+    axes[0].set_xlabel("frozen lower blocks k")
+    axes[0].set_ylabel("MB (peak RSS; CUDA: max allocated)")
+    sns.lineplot(data=summary, x="freeze_layers", y="saved_activation_mb", hue="model", marker="o", ax=axes[1])
+    axes[1].set_title("activations kept for backward")
+    axes[1].set_xlabel("frozen lower blocks k")
+    axes[1].set_ylabel("MB")
+    if n == 2:
+        sns.pointplot(data=cost, x="freeze_layers", y="change_vs_k0", hue="task",
+                      dodge=0.2 if cost["task"].nunique() > 1 else False, ax=axes[2])
+        axes[2].axhline(-SLIMFIT_SCORE_BUDGET, color="grey", ls="--", label=f"-{SLIMFIT_SCORE_BUDGET:g} (SlimFit)")
+        axes[2].axhline(0.0, color="black", lw=0.8)
+        axes[2].set_title("score cost")
+        axes[2].set_xlabel("frozen lower blocks k")
+        axes[2].set_ylabel("test score change vs k=0 (points)")
+        axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def seeds_figure(df: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    sns.pointplot(data=df, x="k", y="speedup", estimator="median", errorbar=("pi", 100), ax=ax)
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xlabel("seeds trained together (K)")
+    ax.set_ylabel("sequential time / parallel time")
+    ax.set_title(f"seeds in parallel ({df['device'].iloc[0]}): median, min-max")
+    fig.tight_layout()
+    return fig

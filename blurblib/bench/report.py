@@ -1,0 +1,138 @@
+"""Saving measurements (JSON + CSV + PNG under `outputs/benchmarks/`) and SUMMARY.md from them."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .. import paths
+from .host import machine
+
+
+
+def benchmarks_dir(quick: bool = False) -> Path:
+    """`outputs/benchmarks/` (committed from a real run); `--quick` sanity runs go to
+    `outputs/smoke/benchmarks/`, which git ignores and `make test` wipes."""
+    return paths.outputs_dir() / ("smoke/benchmarks" if quick else "benchmarks")
+
+
+def save_benchmark(name: str, tables: dict[str, pd.DataFrame], figure=None, meta: dict | None = None,
+                   out_dir: Path | None = None) -> list[Path]:
+    """`<name>.json` (machine, settings and every table's rows), one CSV per table, `<name>.png`."""
+    out_dir = Path(out_dir) if out_dir is not None else benchmarks_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    payload = {"benchmark": name, "machine": machine(), "settings": meta or {},
+               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "tables": {key: json.loads(df.to_json(orient="records")) for key, df in tables.items()}}
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    written.append(path)
+    for key, df in tables.items():
+        path = out_dir / (f"{name}.csv" if key == name else f"{name}_{key}.csv")
+        df.drop(columns=[c for c in df.columns if df[c].map(lambda v: isinstance(v, (list, dict))).any()]).to_csv(
+            path, index=False, float_format="%.4g")
+        written.append(path)
+    if figure is not None:
+        path = out_dir / f"{name}.png"
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        written.append(path)
+    return written
+
+
+def _range(median: float, lo: float, hi: float, fmt: str = ".2f", unit: str = "") -> str:
+    return f"{median:{fmt}}{unit} ({lo:{fmt}}–{hi:{fmt}})"
+
+
+def write_summary(out_dir: Path | None = None) -> Path:
+    """SUMMARY.md from the saved JSON files: every figure as median (min–max), with its machine."""
+    from ..plots import to_markdown
+
+    out_dir = Path(out_dir) if out_dir is not None else benchmarks_dir()
+    loaded = {}
+    for name in ("throughput", "memory", "seeds_parallel", "gpu"):
+        path = out_dir / f"{name}.json"
+        if path.is_file():
+            loaded[name] = json.loads(path.read_text())
+    lines = ["# Benchmarks", "", "Figures are median (min–max) over repetitions. Regenerate with `make bench`.", ""]
+    machines = {json.dumps({k: v for k, v in d["machine"].items() if k != "load_average_1min"}, sort_keys=True)
+                for d in loaded.values()}
+    for m in machines:
+        m = json.loads(m)
+        lines.append(f"Machine: {m.get('cpu_count')}-core CPU ({m.get('cpu')}), torch {m.get('torch')} with "
+                     f"{m.get('torch_threads')} threads" + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
+    if "throughput" in loaded:
+        d = loaded["throughput"]
+        st = d["settings"]
+        s = pd.DataFrame(d["tables"]["summary"])
+        table = pd.DataFrame({
+            "task": s["task"],
+            "baseline train ex/s": s["baseline_train_ex_s"].map(lambda v: f"{v:.1f}" if v == v else "–"),
+            "blurblib train ex/s": s["blurblib_train_ex_s"].map(lambda v: f"{v:.1f}" if v == v else "–"),
+            "train speed-up": [_range(a, b, c, unit="x") for a, b, c in
+                               zip(s["train_ratio_median"], s["train_ratio_min"], s["train_ratio_max"])],
+            "eval speed-up": [_range(a, b, c, unit="x") for a, b, c in
+                              zip(s["eval_ratio_median"], s["eval_ratio_min"], s["eval_ratio_max"])],
+            "tokens/example (baseline → blurblib)": [f"{a:.0f} → {b:.0f}" if b == b else "" for a, b in
+                                                      zip(s["baseline_tokens_per_ex"], s["blurblib_tokens_per_ex"])],
+        })
+        lines += ["", "## Training throughput: blurblib vs the HF example-script baseline", "",
+                  f"{st['model']}, batch {st['batch_size']}, {st['examples']} training examples per run, "
+                  f"{st['reps']} interleaved repetitions, {st['device']}. Baseline: {st['baseline']}. "
+                  f"blurblib: {st['blurblib']}. The geometric-mean row is over the per-task values.", "",
+                  to_markdown(table)]
+    if "memory" in loaded:
+        d = loaded["memory"]
+        st = d["settings"]
+        s = pd.DataFrame(d["tables"]["summary"])
+        table = pd.DataFrame({
+            "model": s["model"] + s["pretrained"].map(lambda p: "" if p else " (random init)"),
+            "frozen blocks": s["freeze_layers"].astype(int).astype(str) + "/" + s["num_blocks"].astype(int).astype(str),
+            "trainable M": s["trainable_M"].map(lambda v: f"{v:.1f}"),
+            "peak MB": [_range(a, b, c, ".0f") for a, b, c in zip(s["peak_mb"], s["peak_mb_min"], s["peak_mb_max"])],
+            "k=0 / k": [_range(a, b, c, unit="x") for a, b, c in
+                        zip(s["cut_vs_k0_median"], s["cut_vs_k0_min"], s["cut_vs_k0_max"])],
+            "saved activations MB": s["saved_activation_mb"].map(lambda v: f"{v:.0f}"),
+            "kept by frozen blocks MB": s["frozen_blocks_saved_mb"].map(lambda v: f"{v:.1f}"),
+        })
+        lines += ["", "## Peak training memory vs frozen lower blocks", "",
+                  f"seq {st['seq_len']}, batch {st['batch_size']}, AdamW, {st['reps']} repetition(s), one fresh "
+                  f"process per measurement; {st['peak']}. Saved activations: bytes autograd keeps for backward "
+                  "(saved-tensor hooks, parameters excluded).", "", to_markdown(table)]
+    if "seeds_parallel" in loaded:
+        d = loaded["seeds_parallel"]
+        st = d["settings"]
+        s = pd.DataFrame(d["tables"]["summary"])
+        table = pd.DataFrame({
+            "K": s["k"].astype(int), "sequential s": s["sequential_s"].map(lambda v: f"{v:.2f}"),
+            "parallel s": s["parallel_s"].map(lambda v: f"{v:.2f}"),
+            "speed-up": [_range(a, b, c, unit="x") for a, b, c in zip(s["speedup_median"], s["speedup_min"], s["speedup_max"])],
+            "tokens, parallel / sequential": s["token_overhead"].map(lambda v: f"{v:.2f}") if "token_overhead" in s else "",
+            "max abs. loss diff": s["max_loss_diff"].map(lambda v: f"{v:.1e}"),
+            "max abs. weight diff": s["max_param_diff"].map(lambda v: f"{v:.1e}"),
+            "same per-seed results": s["same_results"].map({True: "yes", False: "NO"}),
+        })
+        lines += ["", "## Seeds in parallel (vmap over stacked parameters) vs sequential", "",
+                  f"{st['model']} on {st['task']}, {st['n_examples']} examples, batch {st['batch_size']}, max length "
+                  f"{st['max_length']}, {st['device']}; {st['note']}.", "", to_markdown(table)]
+    loads = {name: d["machine"].get("load_average_1min") for name, d in loaded.items()}
+    if any(v is not None for v in loads.values()):
+        lines += ["", "1-minute load average when each benchmark finished: " +
+                  ", ".join(f"{k} {v}" for k, v in loads.items() if v is not None) +
+                  f" (the benchmark's own {machine().get('torch_threads', 2)} threads account for about that many; "
+                  "more means other work shared the CPU, which slows both arms of a comparison alike only "
+                  "on average)."]
+    lines += ["", "## GPU: bf16, SDPA, torch.compile", ""]
+    if "gpu" in loaded:
+        g = pd.DataFrame(loaded["gpu"]["tables"]["gpu"])
+        table = g[["model", "mode", "examples_per_s", "step_s_median", "step_s_min", "step_s_max", "tflops",
+                   "fraction_of_peak"]]
+        lines.append(to_markdown(table, floatfmt=".3g"))
+    else:
+        lines.append("skipped: no CUDA device on the machine that ran `make bench`.")
+    path = out_dir / "SUMMARY.md"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

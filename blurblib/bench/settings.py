@@ -1,0 +1,38 @@
+"""What the benchmarks measure and against which goals, and their sizes per notebook profile.
+
+The throughput sizes (tasks, repetitions, examples) live with the other notebook settings in
+`blurblib.profiles`; the memory and seeds-in-parallel sizes, which only the benchmarks use, here.
+"""
+from __future__ import annotations
+
+THROUGHPUT_TASKS = ("BIOSSES", "GAD", "NCBI-disease")
+FREEZE_FRACTIONS = (0.0, 0.25, 0.5, 0.75)  # k = 0, L/4, L/2, 3L/4 frozen blocks
+SLIMFIT_MEMORY_CUT = 2.2  # SlimFit (Ardakani et al. 2023): average cut, up to 3.1x ...
+SLIMFIT_SCORE_BUDGET = 0.4  # ... at <= 0.4 points of accuracy
+THROUGHPUT_GOAL = 2.0
+MEMORY_GOAL = 1.5
+MEMORY_TASK = "GAD"  # the memory and GPU probes need a head: binary classification, the smallest
+
+
+# Memory and seed-parallel sizes per notebook profile (the throughput sizes live in profiles.py).
+MEMORY_SETTINGS = {
+    "smoke": dict(model_names=("minilm-l6",), seq_len=64, batch_size=4, steps=1, reps=1, fractions=(0.0, 0.5)),
+    "default": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=1, reps=1),
+    "full": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=2, reps=5),
+    "paper": dict(model_names=("bert-base-shape", "bert-large-shape"), seq_len=256, batch_size=16, steps=2, reps=5),
+}
+SEED_SETTINGS = {
+    "smoke": dict(ks=(2,), n_examples=4, batch_size=2, max_length=24, warmup=False),
+    "default": dict(ks=(4, 8), n_examples=32, batch_size=16, max_length=64),
+    "full": dict(ks=(4, 8), n_examples=128, batch_size=16, max_length=128, reps=3),
+    "paper": dict(ks=(4, 8), n_examples=512, batch_size=32, max_length=128, reps=3),
+}
+
+
+def memory_settings(profile) -> dict:
+    """Keyword arguments of `memory_vs_freezing` for a notebook profile (device included)."""
+    return {**MEMORY_SETTINGS[profile.name], "device": profile.device}
+
+
+def seed_settings(profile) -> dict:
+    return {**SEED_SETTINGS[profile.name], "device": profile.device}
