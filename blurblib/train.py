@@ -194,7 +194,6 @@ def make_optimizer(groups, lr: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, lr=lr)
 
 
-
 def optimizer_step(loss: torch.Tensor, trainable, optimizer, scheduler, max_grad_norm: float) -> None:
     """Backward, clip the gradient norm, step the optimizer and the schedule, drop the gradients:
     every training step of blurblib (and the sequential arm of the seeds benchmark) is this."""
@@ -203,6 +202,7 @@ def optimizer_step(loss: torch.Tensor, trainable, optimizer, scheduler, max_grad
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+
 
 def _peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
