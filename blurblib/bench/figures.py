@@ -8,7 +8,6 @@ from .settings import SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL
 from .speed import throughput_ratios
 
 
-
 def throughput_figure(df: pd.DataFrame):
     import matplotlib.pyplot as plt
     import seaborn as sns

@@ -25,7 +25,6 @@ from ..errors import ConfigError
 from .settings import FREEZE_FRACTIONS, MEMORY_TASK
 
 
-
 def freeze_depths(num_blocks: int, fractions=FREEZE_FRACTIONS) -> list[int]:
     """k = 0, L/4, L/2, 3L/4 (rounded down), without duplicates."""
     return sorted({int(num_blocks * f) for f in fractions})

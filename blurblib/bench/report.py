@@ -11,7 +11,6 @@ from .. import paths
 from .host import machine
 
 
-
 def benchmarks_dir(quick: bool = False) -> Path:
     """`outputs/benchmarks/` (committed from a real run); `--quick` sanity runs go to
     `outputs/smoke/benchmarks/`, which git ignores and `make test` wipes."""

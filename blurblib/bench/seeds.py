@@ -15,7 +15,6 @@ from .. import encoding, models, tasks, techniques, train
 from .host import sync
 
 
-
 def _no_dropout(net: nn.Module) -> nn.Module:
     """Training in eval mode: BERT has no batch norm, so this only switches dropout off (the
     equivalence check needs the same computation per seed, and vmap would draw other masks)."""

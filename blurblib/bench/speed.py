@@ -20,7 +20,6 @@ from .. import encoding, models, tasks, train
 from .settings import THROUGHPUT_TASKS
 
 
-
 def pad_to_max_length(split, task: str, tokenizer, max_length: int):
     """The example scripts' `padding="max_length"`: every row padded to `max_length`.
 
