@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, stats, tasks
+from .errors import ConfigError
 
 # Tinn et al. (2023), quoted where the notebooks test them.
 CLAIMS = {
@@ -149,8 +150,6 @@ def label_arms(runs: pd.DataFrame, arm_models: dict[str, str], column: str = "ar
     Run records name the model they fine-tuned: a registry name or, for a pretrained arm, the
     checkpoint folder's path; `arm_models` maps arm -> that model string (what `build_arm` returned).
     """
-    from .errors import ConfigError
-
     arm_of = {str(model): arm for arm, model in arm_models.items()}
     unknown = sorted(set(runs["model"].astype(str)) - set(arm_of))
     if unknown:
@@ -259,8 +258,6 @@ def pretraining_claims(runs: pd.DataFrame, arm_column: str = "arm", domain: str 
     """
     missing = sorted({domain, general} - set(runs[arm_column].astype(str)))
     if missing:
-        from .errors import ConfigError
-
         raise ConfigError(f"pretraining_claims: no runs of {missing} in column {arm_column!r} (it holds "
                           f"{sorted(set(runs[arm_column].astype(str)))}); pass domain=/general= names that are there")
     data = runs.assign(**{arm_column: runs[arm_column].astype(str)})

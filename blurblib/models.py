@@ -219,7 +219,7 @@ def load(name: str, task, num_labels: int | None = None):
 
     # RoBERTa's byte-level BPE must see a space before each pre-split word to tokenise it as in running text.
     tok_kwargs = {"add_prefix_space": True} if spec.family == "RoBERTa" and kind == "token_classification" else {}
-    with _quiet_transformers():
+    with quiet_transformers():
         if spec.source == "shape":
             config, tokenizer = _shape_config(spec), _shape_tokenizer(spec, **tok_kwargs)
             _set_head(config, task_spec, kind, num_labels)
@@ -240,19 +240,21 @@ def load(name: str, task, num_labels: int | None = None):
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
-    """Hide the per-load weight report and progress bar: a fresh task head is always 'missing'
-    from the checkpoint, and notebooks load models hundreds of times."""
+def quiet_transformers(hide_bars: bool = True):
+    """Hide transformers' per-load weight report (and, with `hide_bars`, its progress bars): a
+    fresh task head is always 'missing' from the checkpoint, and notebooks load models hundreds
+    of times."""
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    if hide_bars:
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars:
+        if hide_bars and bars:
             hf_logging.enable_progress_bar()
 
 

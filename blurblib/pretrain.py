@@ -30,7 +30,6 @@ and are reused when present: `models.load(<dir>, task)` loads the encoder from t
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from . import corpora, paths
 from .errors import ConfigError, DataError, UnknownNameError
+from .models import quiet_transformers
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,7 +178,7 @@ def load_mlm(model: str, seed: int = 0):
 
     source = model_source(model)
     set_seed(seed)
-    with _quiet_transformers():  # its load report calls a missing head "corrupted"; we say it plainly below
+    with quiet_transformers(hide_bars=False):  # its load report calls a missing head "corrupted"; we say it plainly below
         mlm, info = AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True, use_safetensors=True)
     missing = [key for key in info["missing_keys"] if not key.startswith(mlm.base_model_prefix + ".")]
     encoder_missing = [key for key in info["missing_keys"] if key.startswith(mlm.base_model_prefix + ".")]
@@ -193,18 +193,6 @@ def load_mlm(model: str, seed: int = 0):
     if tokenizer.mask_token is None:
         raise ConfigError(f"model {model!r}: its tokenizer has no mask token, so it cannot be MLM-pretrained")
     return mlm, tokenizer, fresh_head
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
 
 
 def _mlm_head(model):
@@ -261,7 +249,7 @@ def mlm_blocks(texts, tokenizer, seq_length: int, max_blocks: int | None = None,
     texts = list(texts)
     for start in range(0, len(texts), batch_texts):
         chunk = texts[start:start + batch_texts]
-        with _quiet_transformers():  # long texts are fine here: they are cut into blocks below
+        with quiet_transformers(hide_bars=False):  # long texts are fine here: they are cut into blocks below
             enc = tokenizer(chunk, add_special_tokens=False, return_offsets_mapping=True,
                             return_attention_mask=False, return_token_type_ids=False)
         for text, ids, offsets in zip(chunk, enc["input_ids"], enc["offset_mapping"]):
@@ -501,7 +489,7 @@ def write_random_init(model: str = BASE_MODEL, seed: int = 0, out_dir: str | Pat
     config = AutoConfig.from_pretrained(source)
     config.architectures = None
     torch.manual_seed(seed)
-    with _quiet_transformers():
+    with quiet_transformers(hide_bars=False):
         mlm = AutoModelForMaskedLM.from_config(config)
     tokenizer = AutoTokenizer.from_pretrained(source)
     record = {"random_init": True, "architecture_of": model, "seed": seed, "torch_version": torch.__version__}
@@ -541,15 +529,29 @@ def _model_name(checkpoint) -> str:
         return str(path)
 
 
+
+def pretrain_record(model: str) -> dict | None:
+    """The `pretrain.json` of a model that `pretrain` produced, or None (registry models, random
+    init). The folder is found as `models.get` finds it, so a repo-relative arm name works from
+    any working directory (notebooks run in notebooks/)."""
+    from . import models
+
+    if model in models.MODELS:  # registry models come from PyPI, a pack or the hub, never from here
+        return None
+    try:
+        record = Path(models.get(model).location) / RESULT_FILE
+    except UnknownNameError:  # a folder that is gone: nothing to read
+        return None
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
 # ----------------------------------------------------------------------------- arms in a notebook
 
 
 def build_arms(arms, budget: int, base: PretrainConfig | None = None, out_dir: str | Path | None = None,
                progress: bool = True) -> dict[str, str]:
     """`{arm: model}` for each arm, building (or reusing) the checkpoints: what a sweep's `models` needs."""
-    from .models import _quiet_transformers as _no_load_bars  # one MLM bar per arm, not a bar per load/save
-
-    with _no_load_bars():
+    with quiet_transformers():  # one MLM bar per arm, not a bar per load/save
         return {arm: build_arm(arm, budget, base, out_dir, progress) for arm in arms}
 
 
@@ -560,10 +562,9 @@ def loss_curves(arm_models: dict[str, str]) -> pd.DataFrame:
 
     frames = []
     for arm, model in arm_models.items():
-        record = Path(model) / RESULT_FILE
-        if not record.is_file():
+        data = pretrain_record(model)
+        if data is None:
             continue
-        data = json.loads(record.read_text())
         config = PretrainConfig(**data["config"])
         per_step = config.batch_size * config.seq_length
         losses = data["losses"]
@@ -582,16 +583,14 @@ def heldout_losses(arm_models: dict[str, str], corpus_names=corpora.CORPUS_NAMES
     10.3 whatever their encoder: the number then says nothing about the encoder)."""
     import pandas as pd
 
-    from .models import _quiet_transformers as _no_load_bars
-
     texts = {name: corpora.heldout_corpus(name) for name in corpus_names}
     rows = []
     level = log.level
     log.setLevel(logging.ERROR)  # the untrained-head warnings are the `mlm_head` column
     try:
-        with _no_load_bars():
+        with quiet_transformers():
             for arm, model in arm_models.items():
-                trained_head = (Path(model_source(model)) / RESULT_FILE).is_file()
+                trained_head = pretrain_record(model) is not None
                 for name in corpus_names:
                     loss = mlm_eval_loss(model, texts[name], seq_length=seq_length, max_blocks=max_blocks)
                     rows.append({"arm": arm, "corpus": name, "loss": loss, "perplexity": math.exp(loss),
@@ -608,11 +607,10 @@ def arm_table(arm_models: dict[str, str]) -> pd.DataFrame:
 
     rows = []
     for arm, model in arm_models.items():
+        data = pretrain_record(model)
         row = {"arm": arm, "description": ARMS[arm].description if arm in ARMS else "",
-               "model": Path(model).name if Path(model).is_dir() else model}
-        record = Path(model) / RESULT_FILE
-        if record.is_file():
-            data = json.loads(record.read_text())
+               "model": model if data is None else Path(model).name}
+        if data is not None:
             losses = data["losses"]
             row.update({"tokens": data["tokens_seen"], "steps": len(losses),
                         "head_warmup_steps": data["config"]["head_warmup_steps"],

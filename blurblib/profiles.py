@@ -20,7 +20,6 @@ from .errors import UnknownNameError
 from .sweep import SweepSpec
 
 PROFILES = ("smoke", "default", "full", "paper")
-LOW_RESOURCE = ("BIOSSES", "PubMedQA", "BioASQ", "GAD")
 
 # RunConfig overrides per profile and task. Offline profiles cap train/dev/test sizes and
 # sequence lengths so a CPU can afford them; `paper` uses the full splits and BLURB lengths.

@@ -1,12 +1,13 @@
 """Notebook 01's claims on synthetic run tables whose answer is known, and the arm helpers on a real
 (two-step) pretraining run."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from blurblib import findings, pretrain
+from blurblib import findings, paths, pretrain
 from blurblib.errors import ConfigError
 
 ARMS = ("released", "domain", "general", "random")
@@ -133,6 +134,23 @@ def test_loss_curves_and_heldout_losses_of_real_arms(tmp_path):
     released = held.set_index("arm").loc["released", "loss"]
     assert abs(released - np.log(30522)) < 1.0  # a fresh head is about uniform over the vocabulary
 
+
+
+def test_arm_records_are_found_from_any_working_directory(tmp_path, monkeypatch):
+    """Arms inside the repo are named repo-relative (run ids equal in every clone); notebooks run
+    in notebooks/, so reading an arm's pretrain.json must resolve the name, not trust the cwd."""
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)
+    base = pretrain.PretrainConfig(batch_size=2, seq_length=32, lr=5e-4, seed=0)
+    model = pretrain.build_arm("general", 3 * 2 * 32, base, out_dir=tmp_path / "arms", progress=False)
+    assert not Path(model).is_absolute()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    arm_models = {"released": "minilm-l6", "general": model}
+    assert list(pretrain.loss_curves(arm_models)["tokens"]) == [64, 128, 192]
+    table = pretrain.arm_table(arm_models).set_index("arm")
+    assert table.loc["general", "steps"] == 3 and table.loc["general", "tokens"] == 192
+    assert table.loc["general", "model"] == Path(model).name and table.loc["released", "model"] == "minilm-l6"
+    assert pretrain.pretrain_record("minilm-l6") is None and pretrain.pretrain_record(str(tmp_path / "gone")) is None
 
 def test_a_task_where_every_run_collapsed_cannot_show_a_small_spread():
     wide = {"released": 60, "domain": 75, "general": 62, "random": 15}
