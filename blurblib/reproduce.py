@@ -64,17 +64,39 @@ def machine() -> str:
     return f"{platform.node() or 'unknown host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}; torch {torch.__version__}, Python {platform.python_version()}"
 
 
-def write_report(profile: str, timings: dict[str, float], out: Path) -> Path:
+def notebook_timings(notebook_dir: Path) -> dict[str, dict]:
+    """Each executed notebook's duration and start time, read from the papermill metadata it
+    carries: a notebook re-executed alone (`--only`) leaves the others' timings as they were."""
+    timings = {}
+    for path in sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb")):
+        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+        if meta.get("duration") is not None:
+            timings[path.stem] = {"seconds": float(meta["duration"]), "start": str(meta.get("start_time") or "")}
+    return timings
+
+
+def timing_line(timings: dict[str, dict]) -> str:
+    """Total and per-notebook minutes; a notebook that started after a later-numbered one was
+    re-executed on its own, and the line says when."""
+    parts = []
+    for i, (stem, t) in enumerate(timings.items()):
+        rerun = any(t["start"] > later["start"] for later in list(timings.values())[i + 1:])
+        note = f", re-executed alone at {t['start'][:16].replace('T', ' ')} UTC" if rerun else ""
+        parts.append(f"{stem[:2]}: {t['seconds'] / 60:.1f}{note}")
+    total = sum(t["seconds"] for t in timings.values())
+    return f"* wall time: {total / 60:.1f} min ({', '.join(parts)})"
+
+
+def write_report(profile: str, out: Path) -> Path:
     """One section per notebook: its figures and its claim table (from outputs/tables)."""
     figures, tables = out / "figures", out / "tables"
-    total = sum(timings.values())
     lines = [
         "# Reproduction report",
         "",
         f"* profile: `{profile}`",
         f"* machine: {machine()}",
         f"* date: {dt.date.today().isoformat()}",
-        f"* wall time: {total / 60:.1f} min ({', '.join(f'{k[:2]}: {v / 60:.1f}' for k, v in timings.items())})",
+        timing_line(notebook_timings(out / "notebooks")),
         "",
         "Offline profiles fine-tune small **general-domain** sentence encoders (all-MiniLM-L6-v2, "
         "all-mpnet-base-v2) on a CPU with subsampled training sets, not the paper's biomedical "
@@ -114,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{dt.datetime.now():%H:%M:%S}] {notebook.name} (profile {args.profile}) ...", flush=True)
         timings[notebook.stem] = execute(notebook, args.profile, notebook_out)
         print(f"    done in {timings[notebook.stem] / 60:.1f} min", flush=True)
-    report = write_report(args.profile, timings, out)
+    report = write_report(args.profile, out)
     print(f"wall time {sum(timings.values()) / 60:.1f} min; report: {report}")
     return 0
 
