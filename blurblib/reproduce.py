@@ -84,7 +84,8 @@ def timing_line(timings: dict[str, dict]) -> str:
         note = f", re-executed alone at {t['start'][:16].replace('T', ' ')} UTC" if rerun else ""
         parts.append(f"{stem[:2]}: {t['seconds'] / 60:.1f}{note}")
     total = sum(t["seconds"] for t in timings.values())
-    return f"* wall time: {total / 60:.1f} min ({', '.join(parts)})"
+    label = "notebook times, not from one run" if any("re-executed" in part for part in parts) else "wall time"
+    return f"* {label}: {total / 60:.1f} min ({', '.join(parts)})"
 
 
 def write_report(profile: str, out: Path) -> Path:
