@@ -609,7 +609,7 @@ def arm_table(arm_models: dict[str, str]) -> pd.DataFrame:
     for arm, model in arm_models.items():
         data = pretrain_record(model)
         row = {"arm": arm, "description": ARMS[arm].description if arm in ARMS else "",
-               "model": model if data is None else Path(model).name}
+               "model": Path(model).name}  # a registry name, or the checkpoint folder's name
         if data is not None:
             losses = data["losses"]
             row.update({"tokens": data["tokens_seen"], "steps": len(losses),
