@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import BlurbError
+from .errors import BlurbError, ConfigError
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -51,13 +51,31 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _run_or_plan(configs, args: argparse.Namespace) -> int:
+    """Check every config first, so a bad value fails here and not after the plan (or an hour in)."""
     from . import sweep
 
+    for config in configs:
+        config.validate()
+    _check_device(args.device, need_it=not args.dry_run)
     print(sweep.format_plan(sweep.plan(configs, device=args.device, out_dir=args.out)))
     if args.dry_run:
         return 0
     sweep.run_sweep(configs, args.out, device=args.device)
     return 0
+
+
+def _check_device(name: str, need_it: bool) -> None:
+    """cpu or cuda[:N]; a GPU must be visible only to train on it (a dry run may plan GPU hours anywhere)."""
+    import torch
+
+    try:
+        kind = torch.device(name).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; use --device cpu, cuda or cuda:N")
+    if kind == "cuda" and need_it and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA GPU is visible here; use --device cpu, or --dry-run to plan GPU hours")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -107,12 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 2 with `blurb: error: <problem and fix>` on any bad input, as argparse does for its own."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except BlurbError as err:
-        print(f"blurb: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
+    except OSError as err:  # a folder that cannot be written, a full disk: the user's to fix, not a bug
+        return _fail(f"{err}; check the path and its permissions (or the free disk space)")
+    except KeyboardInterrupt:
+        print("blurb: interrupted; finished runs are kept: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"blurb: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -22,3 +22,7 @@ class ConfigError(BlurbError, ValueError):
 
 class ModelUnavailableError(BlurbError, OSError):
     """A model that cannot be loaded here (offline hub, missing pack, bad checksum)."""
+
+
+class StoreWarning(UserWarning):
+    """A results store repaired something users did to it (a corrupt record, a stale lock)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import models, results, tasks
-from .errors import ConfigError
+from .errors import BlurbError, ConfigError
 from .train import RunConfig, run, technique_knobs
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
@@ -41,39 +42,159 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SweepSpec":
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        """Check every key and value here, so a bad spec fails before planning, with the fix."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a sweep spec is a mapping with keys {', '.join(_SPEC_KEYS)}, not a {type(data).__name__}")
+        unknown = set(data) - set(_SPEC_KEYS)
         if unknown:
-            raise ConfigError(f"unknown sweep keys {sorted(unknown)}; allowed: tasks, models, techniques, seeds, hyperparameters, per_task")
+            raise ConfigError(f"unknown sweep keys {sorted(unknown)}; allowed: {', '.join(_SPEC_KEYS)}")
+        if not data.get("tasks"):
+            raise ConfigError("the sweep spec names no tasks; add e.g. `tasks: [BIOSSES]`")
         data = dict(data)
-        data["techniques"] = tuple(technique_setting(t) for t in data.get("techniques", [{}]))
+        data["tasks"] = tuple(tasks.get(t).name for t in _names(data["tasks"], "tasks"))
+        if "models" in data:
+            data["models"] = _names(data["models"], "models")
+        entries = data.get("techniques")
+        entries = [{}] if entries is None else entries
+        data["techniques"] = tuple(technique_setting(t) for t in ([entries] if isinstance(entries, (str, dict)) else _listed(entries, "techniques")))
         data["seeds"] = tuple(parse_seeds(data.get("seeds", "1-3")))
-        for key in ("tasks", "models"):
-            if key in data:
-                value = data[key]
-                data[key] = (value,) if isinstance(value, str) else tuple(value)
+        data["hyperparameters"] = {k: _axis(k, v) for k, v in _mapping(data.get("hyperparameters"), "hyperparameters").items()}
+        check_fields(data["hyperparameters"], "hyperparameters", axes=True)
+        data["per_task"] = _per_task(data.get("per_task"))
         return cls(**data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SweepSpec":
+        """A spec file; every error names the file (and the line and column of a YAML syntax error)."""
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"sweep spec {path} not found; write a YAML file with keys tasks, models, techniques, seeds")
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        if not path.exists() or path.is_dir():  # not is_file(): `blurb sweep <(...)` reads a pipe
+            what = "is a folder" if path.is_dir() else "not found"
+            raise ConfigError(f"sweep spec {path} {what}; write a YAML file with keys tasks, models, techniques, seeds")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.MarkedYAMLError as err:
+            raise ConfigError(_yaml_message(path, err)) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not a readable YAML file ({err})".replace("\n", " ")) from None
+        try:
+            return cls.from_dict(data or {})
+        except BlurbError as err:
+            raise type(err)(f"{path}: {err}") from None
+
+
+_SPEC_KEYS = ("tasks", "models", "techniques", "seeds", "hyperparameters", "per_task")
+_RESERVED = {"task": "tasks", "model": "models", "seed": "seeds"}
+
+
+def _yaml_message(path: Path, err: yaml.MarkedYAMLError) -> str:
+    """`file:line:col: problem`, the form editors jump to."""
+    mark, start = err.problem_mark or err.context_mark, err.context_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    context = err.context or ""
+    if context and start and start is not mark:
+        context += f" (opened at line {start.line + 1}, column {start.column + 1})"
+    problem = ": ".join(str(part) for part in (context, err.problem) if part)
+    return f"{where}: YAML syntax error: {problem}; fix the spec there (see examples/stabilization.yaml)"
+
+
+def _names(value, key: str) -> tuple[str, ...]:
+    """A name or a list of names."""
+    names = (value,) if isinstance(value, str) else _listed(value, key)
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise ConfigError(f"sweep key {key!r}: {bad} are not names; write e.g. `{key}: [name1, name2]`")
+    return names
+
+
+def _listed(value, key: str) -> tuple:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"sweep key {key!r} must be a list, got {value!r}")
+    if not value:
+        raise ConfigError(f"sweep key {key!r} is an empty list: the grid would have no runs; name at least one")
+    return tuple(value)
+
+
+def _mapping(value, key: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"sweep key {key!r} must be a mapping of RunConfig fields to values, got {value!r}")
+    return value
+
+
+def _axis(name: str, value):
+    """A value or a list of values, with YAML's `1e-5` (a string to YAML 1.1) read as a number."""
+    if isinstance(value, (list, tuple)):
+        return [_typed(name, v) for v in value]
+    return _typed(name, value)
+
+
+def _per_task(value) -> dict:
+    """Per-task overrides keyed by canonical task name (so `biosses:` is not silently ignored)."""
+    out = {}
+    for task, fields in _mapping(value, "per_task").items():
+        name = tasks.get(task).name
+        fields = {k: _typed(k, v) for k, v in _mapping(fields, f"per_task.{task}").items()}
+        check_fields(fields, f"per_task.{task}")
+        out[name] = fields
+    return out
+
+
+def _typed(name: str, value):
+    """Turn numeric strings into numbers for float fields; other values pass unchanged."""
+    if _FIELD_TYPES.get(name) == "float" and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
+_PYTHON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "None": (type(None),)}
+
+
+def check_fields(fields: dict, where: str, axes: bool = False) -> None:
+    """RunConfig fields with values of the right type (a list is a grid axis when `axes`)."""
+    bad = set(fields) - _CONFIG_FIELDS
+    if bad:
+        raise ConfigError(f"unknown hyperparameters {sorted(bad)} in {where}; RunConfig fields are {sorted(_CONFIG_FIELDS)}")
+    reserved = sorted(set(fields) & set(_RESERVED))
+    if reserved:
+        raise ConfigError(f"{where} sets {reserved}; set them with the top-level keys {[_RESERVED[k] for k in reserved]}")
+    for name, value in fields.items():
+        for v in (value if axes and isinstance(value, list) else [value]):
+            _check_type(name, v, where)
+
+
+def _check_type(name: str, value, where: str) -> None:
+    kind = _FIELD_TYPES[name]
+    allowed = tuple(t for part in kind.split("|") for t in _PYTHON_TYPES.get(part.strip(), (object,)))
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise ConfigError(f"{where}: {name}={value!r} must be of type {kind}; e.g. {name}: {_EXAMPLES.get(kind, '...')}")
+
+
+_EXAMPLES = {"int": "3", "float": "1.0e-4", "str": "name", "int | None": "128 (or null for none)"}
 
 
 def parse_seeds(seeds) -> list[int]:
     """`"1-5"` -> [1..5], `"1,3,7"` -> [1, 3, 7]; lists pass through."""
-    if isinstance(seeds, int):
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
         return [seeds]
+    if isinstance(seeds, (list, tuple)) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return list(seeds)
     if not isinstance(seeds, str):
-        return [int(s) for s in seeds]
+        raise ConfigError(f"cannot read seeds {seeds!r}; use a range like 1-5, a list like 1,3,7 or a list of integers")
     out: list[int] = []
     for part in seeds.split(","):
         lo, _, hi = part.strip().partition("-")
         try:
-            out.extend(range(int(lo), int(hi or lo) + 1))
+            lo, hi = int(lo), int(hi or lo)
         except ValueError:
             raise ConfigError(f"cannot read seeds {seeds!r}; use a range like 1-5 or a list like 1,3,7") from None
+        if hi < lo:
+            raise ConfigError(f"seed range {part.strip()!r} is empty; write it low-high, like {hi}-{lo}")
+        out.extend(range(lo, hi + 1))
     return out
 
 
@@ -81,12 +202,17 @@ def technique_setting(entry) -> dict:
     """A technique name (its default knob) or a dict of knobs -> a dict of RunConfig knobs."""
     if isinstance(entry, str):
         return technique_knobs(entry)
+    if entry is not None and not isinstance(entry, dict):
+        raise ConfigError(f"technique {entry!r} is neither a name nor a mapping of knobs; write e.g. `reinit` or `{{reinit_layers: 1}}`")
     entry = dict(entry or {})
     name = entry.pop("technique", None)
     setting = technique_knobs(name) if name else {}
     bad = set(entry) - set(_KNOBS)
     if bad:
         raise ConfigError(f"unknown technique knobs {sorted(bad)}; use {list(_KNOBS)}")
+    entry = {k: _typed(k, v) for k, v in entry.items()}
+    for knob, value in entry.items():
+        _check_type(knob, value, "techniques")
     setting.update(entry)
     return setting
 
@@ -94,14 +220,12 @@ def technique_setting(entry) -> dict:
 def expand(spec: SweepSpec) -> list[RunConfig]:
     """Every RunConfig of the grid, in a stable order (seed innermost)."""
     axes = {k: v if isinstance(v, list) else [v] for k, v in spec.hyperparameters.items()}
-    bad = set(axes) - _CONFIG_FIELDS
-    if bad:
-        raise ConfigError(f"unknown hyperparameters {sorted(bad)}; RunConfig fields are {sorted(_CONFIG_FIELDS)}")
+    check_fields(axes, "hyperparameters", axes=True)
     configs = []
     for task, model, knobs in itertools.product(spec.tasks, spec.models, spec.techniques):
         task = tasks.get(task).name
         for values in itertools.product(*axes.values()):
-            fields = dict(zip(axes, values), **knobs, **spec.per_task.get(task, {}))
+            fields = {**dict(zip(axes, values)), **knobs, **spec.per_task.get(task, {})}
             for seed in spec.seeds:
                 configs.append(RunConfig(task=task, model=model, seed=seed, **fields))
     return configs
@@ -122,7 +246,9 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     """Run every config not yet in the store; return the store's records for these configs.
 
     All configs are validated before the first run starts, so a typo fails in a second, not
-    an hour in. Each record is written the moment its run ends.
+    an hour in. Each record is written the moment its run ends. Runs another process is
+    training now (a second notebook, the CLI) are left to it; the sweep waits for their
+    records at the end, so the returned table is complete either way.
     """
     for config in configs:
         config.validate()
@@ -130,9 +256,38 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     todo = [c for c in configs if not store.has(c.run_id)]
     if todo and progress:
         print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out_dir}; running {len(todo)}")
-    for config in tqdm(todo, desc="runs", disable=not progress):
-        store.write(run(config, device=device, progress=False))  # one bar over runs, not one per run
+    busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device)]
+    if busy:
+        _wait_for_others(store, busy, device)
     return records_for(configs, out_dir)
+
+
+POLL_S = 2.0  # how often a sweep looks for the records of runs another process is training
+
+
+def _train_claimed(store: results.ResultsStore, config: RunConfig, device: str) -> bool:
+    """Claim, train and store one run; False (nothing done) while another process holds it."""
+    claim = store.claim(config.run_id)
+    if claim is None:
+        return False
+    with claim:
+        if not store.has(config.run_id):  # another process may have finished it since the plan
+            store.write(run(config, device=device, progress=False))  # one bar over runs, not one per run
+    return True
+
+
+def _wait_for_others(store: results.ResultsStore, busy: list[RunConfig], device: str) -> None:
+    """Poll until every run another process claimed has a record; train those it gave up."""
+    holders = sorted({f"pid {h['pid']} on {h.get('host')}" for c in busy if (h := store.holder(c.run_id))})
+    print(f"{len(busy)} run(s) of this sweep are being trained by another process ({', '.join(holders) or 'just finished'}); "
+          f"waiting for their records in {store.runs}, checking every {POLL_S:g} s. A lock whose process is gone "
+          f"from another machine must be deleted by hand: {store.locks}/<run_id>.lock", flush=True)
+    started = time.monotonic()
+    while busy:
+        busy = [c for c in busy if not store.has(c.run_id) and not _train_claimed(store, c, device)]
+        if busy:
+            time.sleep(POLL_S)
+    print(f"the other process's runs are in (waited {time.monotonic() - started:.0f} s)", flush=True)
 
 
 def records_for(configs: list[RunConfig], out_dir) -> pd.DataFrame:

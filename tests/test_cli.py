@@ -1,5 +1,9 @@
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from blurblib import cli
 
@@ -21,3 +25,82 @@ def test_bad_input_exits_2_with_the_fix():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown task 'BIOSSESS'" in proc.stderr and "BIOSSES" in proc.stderr
+
+
+# Every bad input reachable from the console script: (argv, spec file text or None, what the error must say).
+# "{spec}" is a YAML file holding the text; "{tmp}" a scratch folder.
+BAD_INPUTS = [
+    (["sweep", "{spec}"], "tasks: [BIOSSES\nseeds: 1-3\n", r"spec\.yaml:2:6: YAML syntax error.*opened at line 1"),
+    (["sweep", "{spec}"], "tasks: [GAD]\n  seeds: 1\n", r"spec\.yaml:2:3: YAML syntax error"),
+    (["sweep", "{spec}"], "tasks: [GAD]\n\tseeds: 1\n", r"spec\.yaml:2:1: YAML syntax error"),
+    (["sweep", "{tmp}/missing.yaml"], None, "missing.yaml not found; write a YAML file"),
+    (["sweep", "{tmp}"], None, "is a folder"),
+    (["sweep", "{spec}"], "- BIOSSES\n- GAD\n", "a sweep spec is a mapping with keys tasks, models"),
+    (["sweep", "{spec}"], "just text\n", "a sweep spec is a mapping"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nseed: 3\n", r"unknown sweep keys \['seed'\]; allowed: tasks"),
+    (["sweep", "{spec}"], "models: [minilm-l6]\n", "names no tasks; add e.g."),
+    (["sweep", "{spec}"], "tasks: [GADD]\n", "unknown task 'GADD'"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nmodels: [bert-tiny]\n", "unknown model 'bert-tiny'; known models"),
+    (["sweep", "{spec}"], "tasks: [GAD]\ntechniques: [dropout]\n", "unknown technique 'dropout'; known techniques"),
+    (["sweep", "{spec}"], "tasks: [GAD]\ntechniques: [{freeze: 2}]\n", r"unknown technique knobs \['freeze'\]; use"),
+    (["sweep", "{spec}"], "tasks: [GAD]\ntechniques: [{freeze_layers: two}]\n", "freeze_layers='two' must be of type int"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nseeds: one-three\n", "cannot read seeds 'one-three'; use a range like 1-5"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nseeds: [a, b]\n", "cannot read seeds"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nhyperparameters: {learning_rate: 1.0e-5}\n", r"unknown hyperparameters \['learning_rate'\]"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nhyperparameters: {lr: fast}\n", "lr='fast' must be of type float; e.g. lr: 1.0e-4"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nhyperparameters: {epochs: 0}\n", "invalid epochs=0"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nper_task: {GAD: {seed: 2}}\n", "set them with the top-level keys"),
+    (["sweep", "{spec}"], "tasks: [GAD]\nper_task: {GADD: {epochs: 2}}\n", "unknown task 'GADD'"),
+    (["finetune", "--task", "BIOSSESS", "--dry-run"], None, "unknown task 'BIOSSESS'"),
+    (["finetune", "--task", "GAD", "--model", "bert-tiny", "--dry-run"], None, "unknown model 'bert-tiny'"),
+    (["finetune", "--task", "GAD", "--technique", "dropout", "--dry-run"], None, "unknown technique 'dropout'"),
+    (["finetune", "--task", "GAD", "--seeds", "one-five", "--dry-run"], None, "use a range like 1-5"),
+    (["finetune", "--task", "GAD", "--seeds", "5-1", "--dry-run"], None, "write it low-high, like 1-5"),
+    (["finetune", "--task", "GAD", "--epochs", "0", "--dry-run"], None, "invalid epochs=0"),
+    (["finetune", "--task", "GAD", "--llrd-decay", "1.5", "--dry-run"], None, r"invalid llrd_decay=1\.5"),
+    (["finetune", "--task", "GAD", "--mixout", "1", "--dry-run"], None, "invalid mixout=1"),
+    (["finetune", "--task", "GAD", "--max-length", "4", "--dry-run"], None, "invalid max_length=4"),
+    (["finetune", "--task", "GAD", "--train-limit", "0", "--dry-run"], None, "invalid train_limit=0"),
+    (["finetune", "--task", "GAD", "--device", "gpu", "--dry-run"], None, "unknown device 'gpu'; use --device cpu"),
+    (["finetune", "--task", "GAD", "--out", "{spec}", "--dry-run"], "", "is a file, not a folder"),
+    (["finetune", "--task", "GAD", "--out", "{spec}/sub", "--dry-run"], "", "Not a directory.*check the path"),
+    (["finetune", "--task", "GAD", "--lr", "fast"], None, "argument --lr: invalid float value: 'fast'"),
+    (["finetune", "--model", "minilm-l6"], None, "the following arguments are required: --task"),
+    (["models", "install", "bert-tiny"], None, "unknown model 'bert-tiny'"),
+    (["data", "check", "--data-dir", "{tmp}/nowhere"], None, "nowhere not found: run `make data`"),
+    (["train"], None, "invalid choice: 'train'"),
+]
+
+
+def test_the_bad_input_list_covers_the_cli():
+    assert len(BAD_INPUTS) >= 30
+    assert {argv[0] for argv, _, _ in BAD_INPUTS} == {"sweep", "finetune", "models", "data", "train"}
+
+
+@pytest.mark.parametrize("argv, spec, message", BAD_INPUTS, ids=[m[:40] for _, _, m in BAD_INPUTS])
+def test_bad_input_gives_one_error_line_with_the_fix(tmp_path, capsys, argv, spec, message):
+    spec_path = tmp_path / "spec.yaml"
+    if spec is not None:
+        spec_path.write_text(spec)
+    argv = [a.format(spec=spec_path, tmp=tmp_path) for a in argv]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert re.match(r"blurb( \w+)?: error: ", last), err  # argparse prints its usage above this line
+    assert re.search(message, last), last
+
+
+def test_the_console_script_reports_a_yaml_syntax_error_without_traceback(tmp_path):
+    spec = tmp_path / "grid.yaml"
+    spec.write_text("tasks: [BIOSSES]\ntechniques:\n  - standard\n  - {reinit_layers: 1\nseeds: 1-3\n")
+    blurb = Path(sys.executable).with_name("blurb")
+    proc = subprocess.run([str(blurb), "sweep", str(spec), "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert re.match(rf"blurb: error: {re.escape(str(spec))}:5:\d+: YAML syntax error: .*line 4", proc.stderr), proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
