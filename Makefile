@@ -58,5 +58,8 @@ reproduce: $(STAMP) data models-mpnet
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/run_all.py
 
+# Jupyter refuses to start as root unless told (containers and cloud VMs often run as root);
+# --allow-root is passed only then, so a normal user keeps Jupyter's own check.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP) data
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_ARGS)
