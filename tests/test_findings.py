@@ -1,0 +1,223 @@
+"""The verdict functions of `findings` on small synthetic run tables with known answers."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from blurblib import findings, stats
+from blurblib.techniques import NEUTRAL
+
+SEEDS = range(1, 7)
+# Fixed, sign-balanced seed noise: effects below are exact, never a lucky draw.
+NOISE = [-1.5, 1.0, -0.5, 2.0, 0.5, -1.0, 1.5, -2.0, 0.25, -0.25]
+
+
+def _run(task="GAD", model="minilm-l6", seed=1, score=60.0, technique="standard", status="ok", **knobs):
+    return {"task": task, "model": model, "seed": seed, "technique": technique, "status": status,
+            "test_score": score, "trivial_test_score": 0.0, **NEUTRAL, **knobs}
+
+
+def _runs(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def _base(seed: int) -> float:
+    return 60.0 + 2 * NOISE[seed - 1]
+
+
+def _row(table: pd.DataFrame, **where) -> pd.Series:
+    hit = table
+    for column, value in where.items():
+        hit = hit[hit[column] == value]
+    assert len(hit) == 1, hit
+    return hit.iloc[0]
+
+
+# ---- technique_claims ------------------------------------------------------------------------------
+
+def _technique_runs():
+    rows = []
+    for s in SEEDS:
+        rows.append(_run(seed=s, score=_base(s)))
+        rows.append(_run(seed=s, score=_base(s) + 4 + 0.5 * NOISE[s], technique="reinit1", reinit_layers=1))
+        rows.append(_run(seed=s, score=_base(s) - 4 + 0.5 * NOISE[s], technique="freeze3", freeze_layers=3))
+        rows.append(_run(seed=s, score=_base(s) + [1, -1, 1, -1, 0.5, -0.5][s - 1], technique="mixout0.1", mixout=0.1))
+    rows += [_run(seed=s, score=_base(s) + 10, technique="llrd0.9", llrd_decay=0.9) for s in (1, 2)]
+    return rows
+
+
+def test_technique_claims_verdicts():
+    claims = findings.technique_claims(_runs(_technique_runs()))
+    assert list(claims["technique"]) == ["freeze3", "llrd0.9", "mixout0.1", "reinit1"]
+    reinit, freeze = _row(claims, technique="reinit1"), _row(claims, technique="freeze3")
+    assert reinit["verdict"] == "holds" and reinit["n"] == 6 and reinit["estimate"] > 3
+    assert reinit["claim"] == findings.CLAIMS["reinit"] and freeze["claim"] == findings.CLAIMS["freeze"]
+    assert freeze["verdict"] == "does not hold" and freeze["ci_high"] < 0
+    assert _row(claims, technique="llrd0.9")[["verdict", "n"]].tolist() == ["inconclusive", 2]  # too few pairs
+    mixout = _row(claims, technique="mixout0.1")
+    assert mixout["verdict"] == "inconclusive" and mixout["estimate"] == pytest.approx(0.0)
+    assert mixout["claim"] == "mixout0.1 beats standard"
+
+
+def test_technique_claims_are_per_model_and_paired_over_tasks():
+    rows = _technique_runs() + [{**r, "model": "bert-base"} for r in _technique_runs()]
+    rows += [{**r, "task": "BIOSSES"} for r in _technique_runs()]
+    claims = findings.technique_claims(_runs(rows))
+    assert len(claims) == 8 and set(claims["model"]) == {"bert-base", "minilm-l6"}
+    assert _row(claims, model="minilm-l6", technique="reinit1")["n"] == 12  # 2 tasks x 6 seeds
+    assert _row(claims, model="bert-base", technique="reinit1")["n"] == 6
+
+
+def test_technique_claims_keep_failed_scores_and_drop_missing_ones():
+    rows = _technique_runs()
+    collapsed = next(r for r in rows if r["technique"] == "reinit1" and r["seed"] == 6)
+    collapsed.update(status="failed", test_score=_base(6) - 30)  # a collapsed run is part of the technique
+    nan_loss = next(r for r in rows if r["technique"] == "reinit1" and r["seed"] == 5)
+    nan_loss.update(status="failed", test_score=None)  # no score: its pair drops
+    reinit = _row(findings.technique_claims(_runs(rows)), technique="reinit1")
+    diffs = [4 + 0.5 * NOISE[s] for s in range(1, 5)] + [-30]
+    assert reinit["n"] == 5 and reinit["estimate"] == pytest.approx(np.mean(diffs))
+    assert reinit["verdict"] == "inconclusive"  # one collapse is enough to lose the claim
+
+
+# ---- size_claims, size_table ----------------------------------------------------------------------
+
+def _size_runs():
+    rows = []
+    for s in range(1, 11):
+        n = NOISE[s - 1]
+        rows.append(_run("GAD", "small", s, 50 + 0.1 * n))  # large: +20 and 30x the seed spread
+        rows.append(_run("GAD", "large", s, 70 + 3 * n))
+        rows.append(_run("BIOSSES", "small", s, 50 + 3 * n))  # large: +20 and 1/30 of the spread
+        rows.append(_run("BIOSSES", "large", s, 70 + 0.1 * n))
+    rows += [_run("HoC", "small", s, 40 + s) for s in (1, 2)] + [_run("HoC", "large", s, 60 + 5 * s) for s in (1, 2)]
+    return rows
+
+
+def test_size_claims_verdicts():
+    claims = findings.size_claims(_runs(_size_runs()), "small", "large")
+    assert list(claims["task"]) == ["all", "BIOSSES", "GAD", "HoC"]
+    overall = _row(claims, task="all")
+    assert overall["verdict"] == "holds" and overall["n"] == 22 and overall["claim"] == findings.CLAIMS["size_score"]
+    assert overall["estimate"] == pytest.approx((20 * 20 + (65 - 41) + (70 - 42)) / 22)  # seed noise cancels
+    gad, biosses = _row(claims, task="GAD"), _row(claims, task="BIOSSES")
+    assert gad["verdict"] == "holds" and gad["estimate"] == pytest.approx(np.log(30), rel=1e-3)
+    assert biosses["verdict"] == "does not hold" and biosses["estimate"] == pytest.approx(-np.log(30), rel=1e-3)
+    assert _row(claims, task="HoC")["verdict"] == "inconclusive"  # 2 seeds
+    assert set(claims.loc[claims["task"] != "all", "claim"]) == {findings.CLAIMS["size_stability"]}
+
+
+def test_size_table_numbers_and_failed_runs():
+    rows = [_run("GAD", "small", s, v) for s, v in zip((1, 2, 3), (50, 52, 54))]
+    rows += [_run("GAD", "large", 1, 60), _run("GAD", "large", 2, 64), _run("GAD", "large", 3, None, status="failed"),
+             _run("GAD", "large", 4, 62, status="failed")]  # a failed run's score counts, a missing one cannot
+    table = findings.size_table(_runs(rows), "small", "large")
+    gad = _row(table, task="GAD")
+    assert gad["mean small"] == 52 and gad["sd small"] == pytest.approx(2.0)
+    assert gad["mean large"] == 62 and gad["sd large"] == pytest.approx(2.0)
+    assert gad["failed small"] == 0 and gad["failed large"] == 0.5
+    assert gad["score gain"] == 10 and gad["variance ratio"] == pytest.approx(1.0)
+
+
+# ---- reinit_claims ---------------------------------------------------------------------------------
+
+def test_reinit_claims_verdicts():
+    rows = []
+    for s in SEEDS:
+        rows.append(_run("BIOSSES", seed=s, score=_base(s)))
+        rows.append(_run("BIOSSES", seed=s, score=_base(s) + 5 + 0.5 * NOISE[s], technique="reinit1", reinit_layers=1))
+        rows.append(_run("BIOSSES", seed=s, score=_base(s) - 5 + 0.5 * NOISE[s], technique="reinit2", reinit_layers=2))
+    rows += [_run("GAD", seed=s, score=60) for s in (1, 2)] + [_run("GAD", seed=s, score=70, reinit_layers=1) for s in (1, 2)]
+    claims = findings.reinit_claims(_runs(rows))
+    assert claims[["task", "reinit_layers"]].values.tolist() == [["BIOSSES", 1], ["BIOSSES", 2], ["GAD", 1]]
+    one, two, gad = (_row(claims, task=t, reinit_layers=n) for t, n in (("BIOSSES", 1), ("BIOSSES", 2), ("GAD", 1)))
+    assert one["verdict"] == "holds" and one["claim"] == findings.CLAIMS["reinit"]
+    assert two["verdict"] == "does not hold" and two["estimate"] == pytest.approx(-5 + 0.5 * np.mean(NOISE[1:7]))
+    assert gad["verdict"] == "inconclusive" and gad["n"] == 2 and "GAD" in gad["claim"]
+
+
+# ---- blurb_table, domain_gap_claim -------------------------------------------------------------------
+
+def _blurb_runs():
+    rows = [_run("BIOSSES", seed=s, score=v) for s, v in zip((1, 2, 3), (80, 82, 84))]
+    rows += [_run("GAD", seed=1, score=70), _run("GAD", seed=2, score=72, status="failed")]
+    rows += [_run("ChemProt", seed=s, score=v) for s, v in zip((1, 2), (60, 64))]
+    rows += [_run("HoC", seed=s, score=None, status="failed") for s in (1, 2)]  # every run lost its loss to NaN
+    return _runs(rows)
+
+
+def test_blurb_table_and_score_over_the_types_present():
+    table, details = findings.blurb_table(_blurb_runs())
+    assert list(table["task"]) == ["ChemProt", "GAD", "BIOSSES", "HoC"]  # BLURB's order
+    biosses, gad, hoc = (_row(table, task=t) for t in ("BIOSSES", "GAD", "HoC"))
+    assert biosses["mean"] == 82 and biosses["gap"] == pytest.approx(92.30 - 82) and biosses["type"] == "similarity"
+    assert gad["mean"] == 71 and gad["failed_rate"] == 0.5  # a failed run's score still counts in the mean
+    assert np.isnan(hoc["mean"]) and hoc["failed_rate"] == 1.0 and hoc["n"] == 2
+    assert details.type_means == {"relation": 66.5, "similarity": 82.0}
+    assert details.score == pytest.approx((66.5 + 82) / 2)
+    assert "HoC" in details.missing_tasks and "doc_classification" in details.missing_types
+
+
+def _gaps(values) -> pd.DataFrame:
+    return pd.DataFrame({"task": [f"t{i}" for i in range(len(values))], "gap": values})
+
+
+@pytest.mark.parametrize("gaps, verdict", [
+    ([10, 12, 9, 15, 11, 13], "holds"),
+    ([-10, -12, -9, -15, -11, -13], "does not hold"),
+    ([10, 12], "inconclusive"),
+    ([5, -5, 3, -3, 1, -1], "inconclusive"),
+])
+def test_domain_gap_claim_verdicts(gaps, verdict):
+    claim = findings.domain_gap_claim(_gaps(gaps), "minilm-l6").iloc[0]
+    assert claim["verdict"] == verdict and claim["n"] == len(gaps)
+    assert claim["estimate"] == pytest.approx(np.mean(gaps)) and "minilm-l6" in claim["claim"]
+
+
+@pytest.mark.xfail(strict=True, reason="findings.domain_gap_claim: a task without a score (every run failed, so its gap "
+                   "is NaN, as blurb_table gives it) makes the estimate and p-value NaN; fix: drop NaN gaps first")
+def test_domain_gap_claim_ignores_a_task_without_a_score():
+    table, _ = findings.blurb_table(_blurb_runs())  # HoC: no score, gap NaN
+    assert np.isnan(_row(table, task="HoC")["gap"])
+    claim = findings.domain_gap_claim(_gaps([10, 12, 9, 15, 11, 13, np.nan]), "m").iloc[0]
+    assert claim["n"] == 6 and claim["verdict"] == "holds" and claim["estimate"] == pytest.approx(70 / 6)
+
+
+# ---- winners, knob_slice ----------------------------------------------------------------------------
+
+def _summary(rows):
+    return stats.summarize(_runs(rows), by=["task", "model", "technique"])
+
+
+def test_winners_names_the_best_mean_its_gain_and_the_steadiest():
+    rows = [_run("GAD", seed=s, score=v) for s, v in zip((1, 2, 3), (60, 70, 80))]  # mean 70, sd 10
+    rows += [_run("GAD", seed=s, score=v, technique="reinit1") for s, v in zip((1, 2, 3), (74, 75, 76))]  # 75, sd 1
+    rows += [_run("GAD", seed=s, score=v, technique="freeze3") for s, v in zip((1, 2, 3), (60, 65, 70))]  # 65, sd 5
+    rows += [_run("BIOSSES", seed=s, score=v, technique="llrd0.9") for s, v in zip((1, 2), (50, 52))]  # no standard
+    out = findings.winners(_summary(rows))
+    gad = _row(out, task="GAD")
+    assert (gad["best technique"], gad["best mean"], gad["standard mean"]) == ("reinit1", 75, 70)
+    assert gad["gain over standard"] == 5 and gad["lowest sd"] == "reinit1"
+    biosses = _row(out, task="BIOSSES")
+    assert biosses["best technique"] == "llrd0.9" and np.isnan(biosses["standard mean"]) and np.isnan(biosses["gain over standard"])
+
+
+@pytest.mark.xfail(strict=True, reason="findings.winners: a (task, model) whose every run has no score makes "
+                   "group['mean'].idxmax() raise 'Encountered all NA values' (pandas 3); fix: give that group "
+                   "best technique None and NaN means instead of calling idxmax")
+def test_winners_survives_a_task_without_any_score():
+    rows = [_run("GAD", seed=s, score=v) for s, v in zip((1, 2), (60, 70))]
+    rows += [_run("HoC", seed=s, score=None, status="failed") for s in (1, 2)]
+    out = findings.winners(_summary(rows))
+    assert _row(out, task="GAD")["best technique"] == "standard" and pd.isna(_row(out, task="HoC")["best technique"])
+
+
+def test_knob_slice_keeps_runs_where_only_that_knob_moves():
+    rows = [_run(seed=1, score=60), _run(seed=1, score=61, technique="freeze1", freeze_layers=1),
+            _run(seed=1, score=62, technique="freeze3", freeze_layers=3), _run(seed=2, score=59, technique="freeze2", freeze_layers=2),
+            _run(seed=1, score=63, technique="freeze2+llrd0.8", freeze_layers=2, llrd_decay=0.8),
+            _run(seed=1, score=64, technique="reinit1", reinit_layers=1), _run(seed=1, score=65, technique="llrd0.8", llrd_decay=0.8)]
+    df = _runs(rows)
+    assert list(findings.knob_slice(df, "freeze_layers")["freeze_layers"]) == [0, 1, 2, 3]  # standard included, sorted
+    assert set(findings.knob_slice(df, "freeze_layers")["technique"]) == {"standard", "freeze1", "freeze2", "freeze3"}
+    assert list(findings.knob_slice(df, "llrd_decay")["technique"]) == ["llrd0.8", "standard"]
+    assert list(findings.knob_slice(df, "reinit_layers")["reinit_layers"]) == [0, 1]
