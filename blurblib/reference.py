@@ -94,14 +94,11 @@ class ReferenceConfig:
 
 
 def prepare_data(config: ReferenceConfig, tokenizer):
-    """Raw and encoded splits exactly as the runs get them: `train._subsample`'s fixed train
-    subsample and dev/test subsets, tokenised by `encoding.encode` (pairs as one input)."""
-    spec = tasks.get(config.task)
-    raw = tasks.load(spec.name)
-    raw["train"] = train._subsample(raw["train"], config.train_limit)
-    for split in ("dev", "test"):
-        raw[split] = train._subsample(raw[split], config.eval_limit)
-    return raw, encoding.encode(raw, spec.name, tokenizer, config.max_length)
+    """Raw and encoded splits exactly as the runs get them (`train.load_splits`): pairs as one
+    input for a probe, each sentence alone for the zero-shot cosine."""
+    raw = train.load_splits(config.task, config.train_limit, config.eval_limit)
+    head = "biencoder" if config.kind == ZERO_SHOT else None
+    return raw, encoding.encode(raw, config.task, tokenizer, config.max_length, head=head)
 
 
 def _encoder(config: ReferenceConfig):
@@ -137,20 +134,13 @@ def features(encoder, rows: list[dict], collate, token_level: bool, batch_size: 
     return out  # type: ignore[return-value]
 
 
-def _max_length(spec, tokenizer, max_length: int | None) -> int:
-    """The length rule `encoding.encode` applies: the task's BLURB length, capped by the model."""
-    length = int(max_length if max_length is not None else spec.max_length)
-    limit = getattr(tokenizer, "model_max_length", None)
-    return min(length, int(limit)) if limit is not None and limit < 100_000 else length
-
-
-def sentence_vectors(encoder, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
-    """Mean-pooled vectors of texts encoded one by one (each alone, with special tokens)."""
+def sentence_vectors(encoder, tokenizer, split, side: str) -> np.ndarray:
+    """Mean-pooled vectors of one side (`a` or `b`) of a pair split encoded sentence by sentence."""
     from transformers import DataCollatorWithPadding
 
-    rows = [dict(tokenizer(text, truncation=True, max_length=max_length)) for text in texts]
-    pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-    return np.stack(features(encoder, rows, pad, token_level=False))
+    rows = [{"input_ids": ids, "attention_mask": mask}
+            for ids, mask in zip(split[f"input_ids_{side}"], split[f"attention_mask_{side}"])]
+    return np.stack(features(encoder, rows, DataCollatorWithPadding(tokenizer, return_tensors="pt"), token_level=False))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -264,11 +254,10 @@ def _run_probe(spec, feats: dict, encoded, raw) -> dict:
 
 def _run_zero_shot(spec, encoder, tokenizer, config: ReferenceConfig, encoded, raw) -> dict:
     """Cosine of the separately encoded sentences, scored on dev and test; trains nothing."""
-    length = _max_length(spec, tokenizer, config.max_length)
     out = {"probe_c": None, "probe_dev_scores": None, "n_train": 0}
     for split in ("dev", "test"):
-        a = sentence_vectors(encoder, tokenizer, raw[split]["text_a"], length)
-        b = sentence_vectors(encoder, tokenizer, raw[split]["text_b"], length)
+        a = sentence_vectors(encoder, tokenizer, encoded[split], "a")
+        b = sentence_vectors(encoder, tokenizer, encoded[split], "b")
         logits = cosine(a, b)[:, None]
         out[f"{split}_score"] = _score(spec.name, logits, encoded[split], raw[split])
         out["n_features"] = int(a.shape[1])

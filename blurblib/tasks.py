@@ -99,6 +99,7 @@ class TaskSpec:
     max_length: int = 512
     negative_label: str | None = None
     low_resource: bool = False
+    label_range: tuple[float, float] | None = None  # similarity: the scale of the gold scores
 
     @property
     def text_fields(self) -> tuple[str, ...]:
@@ -161,7 +162,7 @@ TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              dict(zip(SPLITS, (4261, 535, 534))), "examples", 128, negative_label="0",
              low_resource=True),
     TaskSpec("BIOSSES", "similarity", "pearson", "BIOSSES", "tsv+header", (),
-             dict(zip(SPLITS, (64, 16, 20))), "pairs", 128, low_resource=True),
+             dict(zip(SPLITS, (64, 16, 20))), "pairs", 128, low_resource=True, label_range=(0.0, 4.0)),
     TaskSpec("HoC", "doc_classification", "micro_f1_pairs", "HoC", "hoc-tsv", HOC_HALLMARKS,
              dict(zip(SPLITS, (1295, 186, 371))), "abstracts", 512),
     TaskSpec("PubMedQA", "qa", "accuracy", "PubMedQA", "jsonl", ("yes", "no", "maybe"),

@@ -286,7 +286,7 @@ class Technique:
 
 
 # The neutral value of every knob: a run with all four is plain fine-tuning.
-NEUTRAL = {"freeze_layers": 0, "reinit_layers": 0, "llrd_decay": 1.0, "mixout": 0.0}
+NEUTRAL = {"freeze_layers": 0, "reinit_layers": 0, "llrd_decay": 1.0, "mixout": 0.0, "lpft_epochs": 0}
 
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
     Technique("standard", "plain fine-tuning: AdamW (bias-corrected), linear warmup and decay", None, None,
@@ -299,6 +299,8 @@ TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
               (1, 2, 3), "Zhang et al. 2021; Tinn et al. 2023: best for low-resource tasks (BIOSSES)"),
     Technique("mixout", "mix encoder Linear weights toward the pretrained ones with probability p", "mixout", 0.1,
               (0.1, 0.3, 0.5, 0.7, 0.9), "Lee et al. 2020"),
+    Technique("lpft", "linear probe first: k epochs training only the head on the frozen encoder, then fine-tune all",
+              "lpft_epochs", 3, (1, 3, 5), "Kumar et al. 2022: fine-tuning distorts pretrained features; LP-FT does not"),
 ]}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -26,8 +27,8 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from . import encoding, metrics, models, tasks, techniques
-from .errors import ConfigError
+from . import encoding, heads, metrics, models, precision, tasks, techniques
+from .errors import BlurbError, ConfigError
 
 # Subsamples are drawn with a fixed seed so that every fine-tuning seed sees the same
 # examples: the spread over seeds then measures fine-tuning instability, not sampling.
@@ -57,6 +58,18 @@ class RunConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
+    lpft_epochs: int = 0
+    head: str = "native"
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        # "native" names a head only relative to the model: store the concrete one, so the run id
+        # says which formulation was trained (an unknown model is left for validate() to name).
+        if self.head == "native":
+            try:
+                object.__setattr__(self, "head", models.native_head(self.model, self.task))
+            except BlurbError:
+                pass
 
     @property
     def technique(self) -> str:
@@ -86,11 +99,17 @@ class RunConfig:
             "train_limit": self.train_limit is None or self.train_limit >= 1,
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
             "max_length": self.max_length is None or self.max_length >= 8,
+            "lpft_epochs": self.lpft_epochs >= 0,
+            "precision": self.precision in precision.PRECISIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ConfigError(f"RunConfig for {self.task}/{self.model} has invalid {values}; see blurblib.train.RunConfig")
+        heads.check(self.head, tasks.get(self.task).head_kind, self.task)
+        if self.lpft_epochs and self.head == "biencoder":
+            raise ConfigError("lpft_epochs needs a head with weights to probe; the biencoder head has none "
+                              "(its step-0 model already is the zero-shot cosine): use head 'mean' or lpft_epochs=0")
 
 
 def technique_label(config) -> str:
@@ -118,15 +137,19 @@ def _subsample(split, limit: int | None):
     return split.shuffle(seed=SUBSAMPLE_SEED).select(range(limit))
 
 
-def prepare_data(config: RunConfig, tokenizer):
-    """Raw and encoded splits for a run: the (fixed) train subsample and capped dev/test."""
-    spec = tasks.get(config.task)
-    raw = tasks.load(spec.name)
-    raw["train"] = _subsample(raw["train"], config.train_limit)
+def load_splits(task: str, train_limit: int | None, eval_limit: int | None):
+    """The raw splits a run (or a frozen reference) sees: the fixed train subsample and capped dev/test."""
+    raw = tasks.load(tasks.get(task).name)
+    raw["train"] = _subsample(raw["train"], train_limit)
     for split in ("dev", "test"):
-        raw[split] = _subsample(raw[split], config.eval_limit)
-    encoded = encoding.encode(raw, spec.name, tokenizer, config.max_length)
-    return raw, encoded
+        raw[split] = _subsample(raw[split], eval_limit)
+    return raw
+
+
+def prepare_data(config: RunConfig, tokenizer):
+    """Raw and encoded splits for a run, encoded for its head."""
+    raw = load_splits(config.task, config.train_limit, config.eval_limit)
+    return raw, encoding.encode(raw, config.task, tokenizer, config.max_length, head=config.head)
 
 
 def _loader(split, collate, batch_size: int, generator: torch.Generator | None) -> DataLoader:
@@ -146,17 +169,18 @@ def _loader(split, collate, batch_size: int, generator: torch.Generator | None) 
 
 
 @torch.inference_mode()
-def predict_logits(model, split, collate, batch_size: int, device: str) -> list[np.ndarray]:
-    """Per-example logits in dataset order (unpadded for token tasks)."""
+def predict_logits(model, split, collate, batch_size: int, device: str, dtype: str = "fp32") -> list[np.ndarray]:
+    """Per-example logits in dataset order (unpadded for token tasks), in the run's precision."""
     model.eval()
     loader = _loader(split, collate, batch_size * 2, generator=None)
     order = loader.sampler
     out: list[np.ndarray | None] = [None] * len(split)
     position = 0
     for batch in loader:
-        mask = batch["attention_mask"]
+        mask = batch.get("attention_mask")
         batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-        logits = model(**batch).logits.float().cpu().numpy()
+        with precision.autocast(device, dtype):
+            logits = model(**batch).logits.float().cpu().numpy()
         for row, example_logits in enumerate(logits):
             index = order[position]
             if example_logits.ndim == 2:  # token classification: drop padding
@@ -166,8 +190,9 @@ def predict_logits(model, split, collate, batch_size: int, device: str) -> list[
     return out  # type: ignore[return-value]
 
 
-def evaluate(model, task: str, encoded_split, raw_split, collate, batch_size: int, device: str) -> tuple[float, list]:
-    logits = predict_logits(model, encoded_split, collate, batch_size, device)
+def evaluate(model, task: str, encoded_split, raw_split, collate, batch_size: int, device: str,
+             dtype: str = "fp32") -> tuple[float, list]:
+    logits = predict_logits(model, encoded_split, collate, batch_size, device, dtype)
     predictions = encoding.decode(task, logits, encoded_split, raw_split)
     target = tasks.get(task).target
     return metrics.score(task, predictions, raw_split[target]), predictions
@@ -204,14 +229,53 @@ def optimizer_step(loss: torch.Tensor, trainable, optimizer, scheduler, max_grad
     optimizer.zero_grad(set_to_none=True)
 
 
+# Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): the head alone, on the frozen
+# encoder, at a learning rate a linear model on fixed features can take.
+LINEAR_PROBE_LR = 1e-3
+
+
+def linear_probe_phase(model, loader, config: RunConfig, device: str) -> list[float]:
+    """Train only the head for `config.lpft_epochs` epochs, encoder frozen; return the losses.
+
+    Why: a random head sends random gradients into the pretrained encoder during the first
+    steps of fine-tuning and distorts the features it already has; a head fitted first on the
+    frozen features starts fine-tuning from a sensible place. The encoder is frozen, so no
+    activations are kept for it: an epoch costs about a forward pass.
+    """
+    head = heads.head_parameters(model)
+    encoder = [p for p in model.base_model.parameters() if p.requires_grad]
+    for p in encoder:
+        p.requires_grad_(False)
+    optimizer = make_optimizer([{"params": head, "weight_decay": config.weight_decay}], LINEAR_PROBE_LR)
+    losses = []
+    try:
+        model.train()
+        for _ in range(config.lpft_epochs):
+            for batch in loader:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with precision.autocast(device, config.precision):
+                    loss = model(**batch).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(loss.item())
+    finally:
+        for p in encoder:
+            p.requires_grad_(True)
+    return losses
+
+
 def _peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
+def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_test: bool = True) -> dict:
     """Fine-tune once and return the result record (see ARCHITECTURE.md, "Run records").
+
+    `score_test=False` never reads the test split (`test_score` is None): recipes are chosen
+    on dev, and only the final runs see test.
 
     A NaN/inf loss or a constant-prediction model returns `status="failed"` with the reason;
     any other exception propagates (it is a bug or bad input, not an unstable seed).
@@ -222,12 +286,14 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     set_seed(config.seed)
-    model, tokenizer = models.load(config.model, spec.name)
+    model, tokenizer = models.load(config.model, spec.name, head=config.head)
     generator = torch.Generator().manual_seed(config.seed)
     techniques.prepare(model, config, generator)
     model.to(device)
     raw, encoded = prepare_data(config, tokenizer)
-    collate = encoding.collator(spec.name, tokenizer)
+    collate = encoding.collator(spec.name, tokenizer, head=config.head)
+    evaluate_split = functools.partial(evaluate, model, spec.name, collate=collate, batch_size=config.batch_size,
+                                       device=device, dtype=config.precision)
 
     groups = techniques.param_groups(model, config, config.lr, config.weight_decay)
     optimizer = make_optimizer(groups, config.lr)
@@ -249,16 +315,20 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
         "device": device,
         "torch_version": torch.__version__,
     }
-    dev_curve, train_losses, best_dev, best_epoch, best_state = [], [], -math.inf, None, None
+    dev_curve, train_losses, best_dev, best_epoch, best_weights = [], [], -math.inf, None, None
     train_seconds, step = 0.0, 0
     bar = tqdm(total=total_steps, desc=f"{config.task} {config.technique} s{config.seed}", disable=not progress, leave=False)
     try:
+        if config.lpft_epochs:
+            probe_losses = linear_probe_phase(model, train_loader, config, device)
+            record["linear_probe_loss_last"] = float(np.mean(probe_losses[-10:]))
         for epoch in range(1, config.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
             for batch in train_loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = model(**batch).loss
+                with precision.autocast(device, config.precision):
+                    loss = model(**batch).loss
                 if not torch.isfinite(loss):
                     raise RunFailed(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
                 optimizer_step(loss, trainable, optimizer, scheduler, config.max_grad_norm)
@@ -266,16 +336,21 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
                 step += 1
                 bar.update()
             train_seconds += time.perf_counter() - epoch_start
-            dev_score, _ = evaluate(model, spec.name, encoded["dev"], raw["dev"], collate, config.batch_size, device)
+            dev_score, dev_predictions = evaluate_split(encoded["dev"], raw["dev"])
             dev_curve.append(dev_score)
-            if dev_score > best_dev or best_state is None:
-                best_dev, best_epoch = dev_score, epoch
-                best_state = copy.deepcopy(model.state_dict())
-        model.load_state_dict(best_state)
-        test_score, test_predictions = evaluate(model, spec.name, encoded["test"], raw["test"], collate, config.batch_size, device)
-        if _is_constant(test_predictions, token_level=spec.head_kind == "token_classification"):
+            if best_epoch is None or dev_score > best_dev:
+                best_dev, best_epoch, predictions = dev_score, epoch, dev_predictions
+                # a copy only when a later epoch could overwrite the weights that test must see
+                best_weights = copy.deepcopy(model.state_dict()) if score_test and epoch < config.epochs else None
+        test_score, split = None, "dev"
+        if score_test:
+            if best_weights is not None:
+                model.load_state_dict(best_weights)
+            test_score, predictions = evaluate_split(encoded["test"], raw["test"])
+            split = "test"
+        if _is_constant(predictions, token_level=spec.head_kind == "token_classification"):
             # the score of a collapsed model is real (it is what fine-tuning produced): keep it
-            record.update(status="failed", failure_reason="degenerate model: the same prediction for every test example")
+            record.update(status="failed", failure_reason=f"degenerate model: the same prediction for every {split} example")
     except RunFailed as failure:
         record.update(status="failed", failure_reason=str(failure))
         test_score = None
@@ -283,13 +358,14 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True) -> dict:
         bar.close()
 
     record.update(
-        dev_score=best_dev if best_state is not None else None,
+        dev_score=best_dev if best_epoch is not None else None,
         test_score=test_score,
         best_epoch=best_epoch,
         dev_curve=dev_curve,
         train_loss_first=train_losses[0] if train_losses else None,
         train_loss_last=float(np.mean(train_losses[-10:])) if train_losses else None,
-        trivial_test_score=metrics.trivial_score(spec.name, raw["test"][spec.target], raw["train"][spec.target]),
+        trivial_test_score=metrics.trivial_score(spec.name, raw["test"][spec.target], raw["train"][spec.target]) if score_test else None,
+        trivial_dev_score=metrics.trivial_score(spec.name, raw["dev"][spec.target], raw["train"][spec.target]),
         wall_time_s=time.perf_counter() - started,
         train_examples_per_s=(len(encoded["train"]) * len(dev_curve) / train_seconds) if train_seconds else None,
         peak_memory_mb=_peak_memory_mb(device),

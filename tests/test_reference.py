@@ -105,9 +105,11 @@ def _independent_cosines(texts_a, texts_b):
 def test_biosses_cosines_equal_an_independent_computation(biosses, one_torch_thread):
     dev = tasks.load("BIOSSES", splits="dev")["dev"]
     expected = _independent_cosines(dev["text_a"], dev["text_b"])
-    encoder, tokenizer = reference._encoder(ReferenceConfig("BIOSSES"))
-    ours = reference.cosine(reference.sentence_vectors(encoder, tokenizer, dev["text_a"], 128),
-                            reference.sentence_vectors(encoder, tokenizer, dev["text_b"], 128))
+    config = ReferenceConfig("BIOSSES")
+    encoder, tokenizer = reference._encoder(config)
+    _, encoded = reference.prepare_data(config, tokenizer)
+    ours = reference.cosine(reference.sentence_vectors(encoder, tokenizer, encoded["dev"], "a"),
+                            reference.sentence_vectors(encoder, tokenizer, encoded["dev"], "b"))
     np.testing.assert_allclose(ours, expected, atol=1e-5)
     assert biosses["dev_score"] == pytest.approx(100 * pearsonr(dev["label"], expected).statistic, abs=1e-3)
 

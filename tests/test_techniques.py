@@ -18,6 +18,7 @@ class Knobs:
     reinit_layers: int = 0
     llrd_decay: float = 1.0
     mixout: float = 0.0
+    lpft_epochs: int = 0
 
 
 @pytest.fixture
@@ -265,7 +266,7 @@ def test_every_technique_works_on_each_family(family):
 # --- the registry and the run-config entry points -------------------------------------------
 
 def test_registry_entries_and_knobs():
-    assert techniques.names() == ["standard", "freeze", "llrd", "reinit", "mixout"]
+    assert techniques.names() == ["standard", "freeze", "llrd", "reinit", "mixout", "lpft"]
     for t in techniques.TECHNIQUES.values():
         if t.knob is None:
             assert t.name == "standard"

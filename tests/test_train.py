@@ -40,9 +40,9 @@ def test_same_config_and_seed_gives_identical_metrics(biosses_run):
 
 
 def test_freezing_changes_trainable_count_and_label():
-    r = run(RunConfig(task="BIOSSES", freeze_layers=6, **TINY), progress=False)
+    r = run(RunConfig(task="BIOSSES", freeze_layers=6, head="cls", **TINY), progress=False)
     assert r["technique"] == "freeze6"
-    # embeddings and all 6 blocks frozen: only the pooler and the regression head train
+    # embeddings and all 6 blocks frozen: only the pooler and the [CLS] regression head train
     assert r["n_trainable_params"] == 384 * 384 + 384 + 384 + 1
 
 
@@ -50,8 +50,8 @@ def _patch_forward(monkeypatch, poison):
     """Make models.load return a model whose outputs pass through `poison`."""
     real_load = models.load
 
-    def load(name, task, num_labels=None):
-        model, tokenizer = real_load(name, task, num_labels)
+    def load(name, task, num_labels=None, head=None):
+        model, tokenizer = real_load(name, task, num_labels, head=head)
         forward = model.forward
 
         def poisoned(**batch):
