@@ -54,12 +54,10 @@ class SweepSpec:
         data["tasks"] = tuple(tasks.get(t).name for t in _names(data["tasks"], "tasks"))
         if "models" in data:
             data["models"] = _names(data["models"], "models")
-        entries = data.get("techniques")
-        entries = [{}] if entries is None else entries
-        data["techniques"] = tuple(technique_setting(t) for t in ([entries] if isinstance(entries, (str, dict)) else _listed(entries, "techniques")))
+        data["techniques"] = _techniques(data.get("techniques"))
         data["seeds"] = tuple(parse_seeds(data.get("seeds", "1-3")))
         data["hyperparameters"] = {k: _axis(k, v) for k, v in _mapping(data.get("hyperparameters"), "hyperparameters").items()}
-        check_fields(data["hyperparameters"], "hyperparameters", axes=True)
+        _check_fields(data["hyperparameters"], "hyperparameters", axes=True)
         data["per_task"] = _per_task(data.get("per_task"))
         return cls(**data)
 
@@ -114,6 +112,14 @@ def _listed(value, key: str) -> tuple:
     return tuple(value)
 
 
+def _techniques(entries) -> tuple[dict, ...]:
+    """A list of technique names or knob mappings; one entry alone needs no list."""
+    if entries is None:
+        return ({},)
+    entries = [entries] if isinstance(entries, (str, dict)) else _listed(entries, "techniques")
+    return tuple(technique_setting(t) for t in entries)
+
+
 def _mapping(value, key: str) -> dict:
     if value is None:
         return {}
@@ -135,7 +141,7 @@ def _per_task(value) -> dict:
     for task, fields in _mapping(value, "per_task").items():
         name = tasks.get(task).name
         fields = {k: _typed(k, v) for k, v in _mapping(fields, f"per_task.{task}").items()}
-        check_fields(fields, f"per_task.{task}")
+        _check_fields(fields, f"per_task.{task}")
         out[name] = fields
     return out
 
@@ -154,7 +160,7 @@ _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
 _PYTHON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "None": (type(None),)}
 
 
-def check_fields(fields: dict, where: str, axes: bool = False) -> None:
+def _check_fields(fields: dict, where: str, axes: bool = False) -> None:
     """RunConfig fields with values of the right type (a list is a grid axis when `axes`)."""
     bad = set(fields) - _CONFIG_FIELDS
     if bad:
@@ -203,7 +209,8 @@ def technique_setting(entry) -> dict:
     if isinstance(entry, str):
         return technique_knobs(entry)
     if entry is not None and not isinstance(entry, dict):
-        raise ConfigError(f"technique {entry!r} is neither a name nor a mapping of knobs; write e.g. `reinit` or `{{reinit_layers: 1}}`")
+        raise ConfigError(f"technique {entry!r} is neither a name nor a mapping of knobs; "
+                          "write e.g. `reinit` or `{reinit_layers: 1}`")
     entry = dict(entry or {})
     name = entry.pop("technique", None)
     setting = technique_knobs(name) if name else {}
@@ -220,7 +227,7 @@ def technique_setting(entry) -> dict:
 def expand(spec: SweepSpec) -> list[RunConfig]:
     """Every RunConfig of the grid, in a stable order (seed innermost)."""
     axes = {k: v if isinstance(v, list) else [v] for k, v in spec.hyperparameters.items()}
-    check_fields(axes, "hyperparameters", axes=True)
+    _check_fields(axes, "hyperparameters", axes=True)
     configs = []
     for task, model, knobs in itertools.product(spec.tasks, spec.models, spec.techniques):
         task = tasks.get(task).name
