@@ -18,10 +18,11 @@ from tqdm.auto import tqdm
 
 from . import models, results, tasks
 from .errors import BlurbError, ConfigError
+from .techniques import NEUTRAL
 from .train import RunConfig, run, technique_knobs
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
-_KNOBS = ("freeze_layers", "reinit_layers", "llrd_decay", "mixout")
+_KNOBS = tuple(NEUTRAL)  # every technique knob, so a new technique needs no edit here
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _typed(name: str, value):
 
 
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(RunConfig)}
-_PYTHON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "None": (type(None),)}
+_PYTHON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),)}
 
 
 def _check_fields(fields: dict, where: str, axes: bool = False) -> None:
@@ -176,7 +177,7 @@ def _check_fields(fields: dict, where: str, axes: bool = False) -> None:
 def _check_type(name: str, value, where: str) -> None:
     kind = _FIELD_TYPES[name]
     allowed = tuple(t for part in kind.split("|") for t in _PYTHON_TYPES.get(part.strip(), (object,)))
-    if isinstance(value, bool) or not isinstance(value, allowed):
+    if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):  # True is an int to Python
         raise ConfigError(f"{where}: {name}={value!r} must be of type {kind}; e.g. {name}: {_EXAMPLES.get(kind, '...')}")
 
 
