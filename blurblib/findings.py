@@ -65,6 +65,7 @@ def size_table(df: pd.DataFrame, small: str, large: str) -> pd.DataFrame:
 def reinit_claims(df: pd.DataFrame) -> pd.DataFrame:
     """Per task and model: each n > 0 re-initialised blocks against n = 0, paired over seeds."""
     rows = []
+    df = knob_slice(df, "reinit_layers")  # other techniques also have reinit_layers == 0
     for (task, model), group in df.groupby(["task", "model"], sort=True):
         for n in sorted(set(group["reinit_layers"]) - {0}):
             claim = CLAIMS["reinit"] if task == "BIOSSES" else f"re-initialising the top {n} block(s) helps {task}"
@@ -81,9 +82,39 @@ PUBMEDBERT = {
 }
 
 
-def blurb_table(df: pd.DataFrame) -> tuple[pd.DataFrame, metrics.BlurbScore]:
+def with_reference(runs: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with a `reference` column: the test score of the frozen-encoder reference that saw
+    the same model, train subsample, evaluation sets and length (`reference.ReferenceConfig.for_run`)."""
+    from .reference import ReferenceConfig
+
+    by_id = dict(zip(references["run_id"], references["test_score"]))
+    ids = [ReferenceConfig(task=r.task, model=r.model, train_limit=_none(r.train_limit), eval_limit=_none(r.eval_limit),
+                           max_length=_none(r.max_length)).run_id for r in runs.itertuples()]
+    return runs.assign(reference=[by_id.get(i, np.nan) for i in ids])
+
+
+def _none(value):
+    """A config field read back from a DataFrame: NaN was None, floats that were ints are ints."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else int(value)
+
+
+def learned(runs: pd.DataFrame, references: pd.DataFrame, by=("task", "model", "technique")) -> pd.DataFrame:
+    """Did fine-tuning learn? Per group: mean ± sd of the test score over seeds, the frozen
+    reference, the margin, and `learned` (mean above the reference). A run table whose rows say
+    False tests nothing about stability: fix the recipe before reading its seeds."""
+    runs = with_reference(runs, references)
+    summary = stats.summarize(runs, by=list(by))
+    ref = runs.groupby(list(by), sort=True)["reference"].first().reset_index()
+    out = summary.merge(ref, on=list(by))
+    out["margin"] = out["mean"] - out["reference"]
+    out["learned"] = out["margin"] > 0
+    return out[[*by, "n", "mean", "std", "failed_rate", "reference", "margin", "learned"]]
+
+
+def blurb_table(df: pd.DataFrame, references: pd.DataFrame | None = None) -> tuple[pd.DataFrame, metrics.BlurbScore]:
     """Per task: mean ± sd over seeds beside PubMedBERT's published score, and the BLURB score
-    over the task types present (with the missing ones named)."""
+    over the task types present (with the missing ones named). With `references`, also the
+    frozen-encoder reference of each task and whether the fine-tuned mean beats it."""
     summary = stats.summarize(df, by=["task"])
     summary["type"] = [tasks.get(t).task_type for t in summary["task"]]
     summary["PubMedBERT (Gu et al.)"] = [PUBMEDBERT[t] for t in summary["task"]]
@@ -92,12 +123,18 @@ def blurb_table(df: pd.DataFrame) -> tuple[pd.DataFrame, metrics.BlurbScore]:
     summary = summary.sort_values("task", key=lambda s: s.map(order)).reset_index(drop=True)
     scored = summary.dropna(subset=["mean"])  # a task whose every run lost its loss to NaN has no score
     details = metrics.blurb_score_details(dict(zip(scored["task"], scored["mean"])))
-    return summary[["task", "type", "n", "mean", "std", "min", "max", "failed_rate", "PubMedBERT (Gu et al.)", "gap"]], details
+    columns = ["task", "type", "n", "mean", "std", "min", "max", "failed_rate", "PubMedBERT (Gu et al.)", "gap"]
+    if references is not None:
+        ref = with_reference(df, references).groupby("task")["reference"].first()
+        summary["frozen reference"] = summary["task"].map(ref)
+        summary["beats reference"] = summary["mean"] > summary["frozen reference"]
+        columns += ["frozen reference", "beats reference"]
+    return summary[columns], details
 
 
 def domain_gap_claim(summary: pd.DataFrame, model: str) -> pd.DataFrame:
     """Does PubMedBERT beat this (general-domain, small, CPU-budget) model task by task?"""
-    gaps = summary["gap"].to_numpy(dtype=float)
+    gaps = summary["gap"].dropna().to_numpy(dtype=float)  # a task without any score has no gap
     lo, hi = stats.bootstrap_ci(gaps)
     p = stats.wilcoxon_greater(gaps)
     c = stats.Comparison(
@@ -122,6 +159,10 @@ def winners(summary: pd.DataFrame, by: tuple[str, ...] = ("task", "model")) -> p
     """Which technique has the best mean score per task and model, and by how much over standard."""
     rows = []
     for key, group in summary.groupby(list(by), sort=True):
+        if group["mean"].isna().all():  # no run of this task and model produced a score
+            rows.append({**dict(zip(by, key)), "best technique": None, "best mean": np.nan,
+                         "standard mean": np.nan, "lowest sd": None})
+            continue
         best = group.loc[group["mean"].idxmax()]
         standard = group.loc[group["technique"] == "standard", "mean"]
         rows.append({**dict(zip(by, key)), "best technique": best["technique"], "best mean": best["mean"],
@@ -132,7 +173,7 @@ def winners(summary: pd.DataFrame, by: tuple[str, ...] = ("task", "model")) -> p
     return out
 
 
-# ----------------------------------------------------------------------------- issue 6: pretraining
+# ----------------------------------------------------------------------------- pretraining settings
 
 # Tinn et al. (arXiv:2112.07869): "We show that fine-tuning performance may be sensitive to pretraining
 # settings, especially in low-resource domains. [...] Overall, domain-specific vocabulary and

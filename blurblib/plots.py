@@ -6,6 +6,7 @@ under the profile's output folder, which `reproduce` collects into REPORT.md.
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -30,14 +31,19 @@ def save_table(df: pd.DataFrame, profile, name: str):
 
 
 def seed_distributions(df: pd.DataFrame, x: str, hue: str | None = None, col: str = "task",
-                       score: str = "test_score", title: str | None = None):
-    """One panel per task: a box per group and a dot per seed, so spread is visible at a glance."""
+                       score: str = "test_score", title: str | None = None, reference: dict | None = None):
+    """One panel per task: a box per group and a dot per seed, so spread is visible at a glance.
+    `reference` ({task: score}) draws the frozen-encoder reference as a dashed line: a box
+    below it is a model that fine-tuning made worse than no fine-tuning."""
     data = df.dropna(subset=[score])
     n_cols = max(data[col].nunique(), 1)
     fig, axes = plt.subplots(1, n_cols, figsize=(4.2 * n_cols, 3.8), squeeze=False)
     for ax, (name, group) in zip(axes[0], data.groupby(col, sort=True)):
         sns.boxplot(data=group, x=x, y=score, hue=hue, ax=ax, fliersize=0, boxprops={"alpha": 0.35})
         sns.stripplot(data=group, x=x, y=score, hue=hue, ax=ax, dodge=hue is not None, size=5, legend=False)
+        if reference and name in reference and np.isfinite(reference[name]):
+            ax.axhline(reference[name], color="grey", linestyle="--", linewidth=1.2, label="frozen reference")
+            ax.legend(loc="lower right", fontsize=7)
         ax.set_title(name)
         ax.set_xlabel("")
         ax.tick_params(axis="x", rotation=20)
@@ -111,7 +117,10 @@ def blurb_bars(table: pd.DataFrame, model: str):
     """Per task: our mean ± sd over seeds beside PubMedBERT's published score."""
     ours = table.assign(source=f"{model} (ours, mean ± sd)", score=table["mean"])
     ref = table.assign(source="PubMedBERT (Gu et al. 2021)", score=table["PubMedBERT (Gu et al.)"], std=0.0)
-    data = pd.concat([ours, ref])
+    parts = [ours, ref]
+    if "frozen reference" in table:
+        parts.insert(1, table.assign(source=f"{model}, frozen (probe / zero-shot)", score=table["frozen reference"], std=0.0))
+    data = pd.concat(parts)
     fig, ax = plt.subplots(figsize=(9, 3.8))
     sns.barplot(data=data, x="task", y="score", hue="source", ax=ax)
     centers = [bar.get_x() + bar.get_width() / 2 for bar in ax.patches[: len(table)]]
@@ -155,3 +164,17 @@ def mlm_loss_curves(curves: pd.DataFrame, window: int = 5):
     ax.set_title("continued MLM pretraining")
     fig.tight_layout()
     return fig
+
+
+def calibration_curves(table: pd.DataFrame):
+    """Dev score per epoch for each candidate learning rate, one panel per task, with the frozen
+    reference dashed: the evidence behind each task's recipe."""
+    grid = sns.relplot(data=table, x="epoch", y="dev_score", hue="lr", col="task", col_wrap=4, kind="line",
+                       marker="o", height=2.4, aspect=1.2, facet_kws={"sharey": False}, palette="viridis")
+    for task, ax in grid.axes_dict.items():
+        ref = table.loc[table["task"] == task, "reference_dev"].dropna()
+        if len(ref):
+            ax.axhline(float(ref.iloc[0]), color="grey", linestyle="--", linewidth=1.2)
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle("dev score per epoch (dashed: frozen-encoder reference)", y=1.02)
+    return grid.figure

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from . import paths
+from . import calibration, paths, precision
 from .errors import UnknownNameError
 from .sweep import SweepSpec
 
@@ -23,27 +23,40 @@ PROFILES = ("smoke", "default", "full", "paper")
 
 # RunConfig overrides per profile and task. Offline profiles cap train/dev/test sizes and
 # sequence lengths so a CPU can afford them; `paper` uses the full splits and BLURB lengths.
-_SMOKE = dict(epochs=1, train_limit=24, eval_limit=24, max_length=48, batch_size=8)
-_DEFAULT_BASE = dict(epochs=2, train_limit=200, eval_limit=250, max_length=128, batch_size=16, lr=5e-5)
+# `precision="auto"` becomes bf16 where the device computes it natively, else fp32.
+_SMOKE = dict(epochs=1, train_limit=24, eval_limit=24, max_length=48, batch_size=8, lr=3e-4, precision="auto")
+
+# The default profile's recipe per task: sizes from `calibration.GRID` (what the 60-minute
+# budget affords), learning rate and epochs as chosen on dev by `calibration.choose` (table
+# committed at outputs/tables/calibration_choice.csv; a test checks the two agree).
+DEFAULT_RECIPES: dict[str, dict] = {
+    "BC5-chem": dict(lr=3e-4, epochs=4), "BC5-disease": dict(lr=3e-4, epochs=4),
+    "NCBI-disease": dict(lr=3e-4, epochs=4), "BC2GM": dict(lr=3e-4, epochs=4), "JNLPBA": dict(lr=3e-4, epochs=4),
+    "ChemProt": dict(lr=3e-4, epochs=4), "DDI": dict(lr=3e-4, epochs=4), "GAD": dict(lr=3e-4, epochs=4),
+    "HoC": dict(lr=3e-4, epochs=4), "PubMedQA": dict(lr=3e-4, epochs=4), "BioASQ": dict(lr=3e-4, epochs=4),
+    "BIOSSES": dict(lr=5e-5, epochs=15),
+}
+
+
+def _calibrated(task: str) -> dict:
+    grid = calibration.GRID[task]
+    return dict(train_limit=grid.train_limit, eval_limit=grid.eval_limit, max_length=grid.max_length,
+                batch_size=grid.batch_size, precision="auto", **DEFAULT_RECIPES[task])
+
+
 TASK_SETTINGS: dict[str, dict[str, dict]] = {
-    "smoke": {"*": _SMOKE, "BIOSSES": dict(_SMOKE, epochs=2, lr=1e-4)},
-    # 2 CPU cores, 45 minutes for every notebook: 200 training examples, 2 epochs, 128 sub-words.
-    "default": {
-        "*": _DEFAULT_BASE,
-        "BIOSSES": dict(_DEFAULT_BASE, epochs=6, batch_size=8, lr=1e-4, eval_limit=None),  # 64 pairs: 3 epochs barely move Pearson
-        "HoC": dict(_DEFAULT_BASE, epochs=4, lr=1e-4),  # 10 rare labels: 2 epochs predict none
-        "GAD": dict(_DEFAULT_BASE, eval_limit=None),  # short sentences: the whole dev/test sets are cheap
-    },
+    "smoke": {"*": _SMOKE, "BIOSSES": dict(_SMOKE, epochs=2, lr=5e-5)},
+    "default": {"*": _calibrated("GAD"), **{task: _calibrated(task) for task in DEFAULT_RECIPES}},
     "full": {
-        "*": dict(epochs=3, batch_size=16, lr=5e-5, train_limit=5000, eval_limit=2000, max_length=256),
-        "BIOSSES": dict(epochs=20, batch_size=8, lr=1e-4),
+        "*": dict(epochs=3, batch_size=16, lr=5e-5, train_limit=5000, eval_limit=2000, max_length=256, precision="auto"),
+        "BIOSSES": dict(epochs=20, batch_size=8, lr=5e-5),
         "PubMedQA": dict(epochs=5, max_length=512),
         "BioASQ": dict(epochs=5, max_length=512),
         "GAD": dict(epochs=3, max_length=128),
     },
     # LinkBERT's released fine-tuning settings (Yasunaga et al. 2022, BLURB scripts).
     "paper": {
-        "*": dict(epochs=3, batch_size=32, lr=5e-5),
+        "*": dict(epochs=3, batch_size=32, lr=5e-5, precision="auto"),
         "BIOSSES": dict(epochs=30, batch_size=16, lr=1e-5),
         "PubMedQA": dict(epochs=30, batch_size=16, lr=2e-5),
         "BioASQ": dict(epochs=30, batch_size=16, lr=2e-5),
@@ -55,9 +68,12 @@ TASK_SETTINGS: dict[str, dict[str, dict]] = {
 }
 
 
-def task_settings(profile: str, task: str) -> dict:
+def task_settings(profile: str, task: str, device: str = "cpu") -> dict:
+    """The RunConfig fields `profile` sets for `task` on `device` (precision resolved)."""
     table = TASK_SETTINGS[_check(profile)]
-    return {**table["*"], **table.get(task, {})}
+    settings = {**table["*"], **table.get(task, {})}
+    settings["precision"] = precision.resolve(settings.get("precision", "fp32"), device)
+    return settings
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,7 @@ class Profile:
             models=tuple(models or self.models),
             techniques=tuple(techniques or self.techniques),
             seeds=tuple(seeds or self.seeds),
-            per_task={t: task_settings(self.name, t) for t in tasks},
+            per_task={t: task_settings(self.name, t, self.device) for t in tasks},
         )
 
     def figure_dir(self):

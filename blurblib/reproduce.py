@@ -88,6 +88,22 @@ def timing_line(timings: dict[str, dict]) -> str:
     return f"* {label}: {total / 60:.1f} min ({', '.join(parts)})"
 
 
+def learned_section(path: Path) -> list[str]:
+    """The notebook's fine-tuned means against their frozen-encoder references, with every
+    group that fine-tuning left below its reference named in bold: seeds and techniques of
+    a model that did not learn say nothing about stability."""
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    lines = ["Did fine-tuning learn? Test mean over seeds against the frozen-encoder reference on the same data:", "",
+             to_markdown(table), ""]
+    below = table[~table["learned"].astype(bool)]
+    if len(below):
+        names = ", ".join(" / ".join(str(row[c]) for c in ("task", "model", "technique") if c in row) for _, row in below.iterrows())
+        lines += [f"**Below the frozen reference: {names}.**", ""]
+    return lines
+
+
 def write_report(profile: str, out: Path) -> Path:
     """One section per notebook: its figures and its claim table (from outputs/tables)."""
     figures, tables = out / "figures", out / "tables"
@@ -109,6 +125,7 @@ def write_report(profile: str, out: Path) -> Path:
         lines += [f"## {_title(notebook)}", "", f"Notebook: [`{stem}`](notebooks/{notebook.name})", ""]
         for figure in sorted(figures.glob(f"{stem}*.png")):
             lines += [f"![{figure.stem}](figures/{figure.name})", ""]
+        lines += learned_section(tables / f"{stem}_learned.csv")
         claims = tables / f"{stem}_claims.csv"
         if claims.is_file():
             lines += [to_markdown(pd.read_csv(claims)), ""]

@@ -8,7 +8,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,24 +253,70 @@ def configs_from_cli(args) -> list[RunConfig]:
     return [RunConfig(task=tasks.get(args.task).name, model=args.model, seed=s, **knobs, **extra) for s in parse_seeds(args.seeds)]
 
 
-def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: bool = True,
+              workers: int | None = None) -> pd.DataFrame:
     """Run every config not yet in the store; return the store's records for these configs.
 
     All configs are validated before the first run starts, so a typo fails in a second, not
     an hour in. Each record is written the moment its run ends. Runs another process is
     training now (a second notebook, the CLI) are left to it; the sweep waits for their
-    records at the end, so the returned table is complete either way.
+    records at the end, so the returned table is complete either way. `workers` processes
+    (default `default_workers(device)`) train runs side by side, each on its share of the
+    cores; a run's numbers do not depend on which worker trained it.
     """
     for config in configs:
         config.validate()
     store = results.ResultsStore(out_dir)
     todo = [c for c in configs if not store.has(c.run_id)]
+    workers = min(default_workers(device) if workers is None else workers, len(todo))
     if todo and progress:
-        print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out_dir}; running {len(todo)}")
-    busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device)]
+        print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out_dir}; running {len(todo)}"
+              + (f" in {workers} worker processes" if workers > 1 else ""))
+    if workers > 1:
+        busy = _train_in_workers(store, todo, device, workers, progress)
+    else:
+        busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device)]
     if busy:
         _wait_for_others(store, busy, device)
     return records_for(configs, out_dir)
+
+
+def default_workers(device: str = "cpu") -> int:
+    """One single-thread process per core on a CPU, one process on a GPU; `BLURB_WORKERS`
+    overrides. Small encoders gain little from a second torch thread, so on the 2-core
+    machine two one-thread processes finish more runs per hour than one two-thread process
+    (`make bench` measures it)."""
+    if os.environ.get("BLURB_WORKERS"):
+        return max(1, int(os.environ["BLURB_WORKERS"]))
+    return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)
+
+
+def _train_in_workers(store: results.ResultsStore, todo: list[RunConfig], device: str, workers: int,
+                      progress: bool) -> list[RunConfig]:
+    """Train `todo` in a pool of fresh processes (spawned: safe from notebooks and threads);
+    return the runs another process held. A run that raises stops the sweep, as in-process."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,))
+    busy = []
+    try:
+        futures = {pool.submit(_train_claimed_at, str(store.root), c, device): c for c in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="runs", disable=not progress):
+            if not future.result():
+                busy.append(futures[future])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return busy
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_claimed_at(root: str, config: RunConfig, device: str) -> bool:
+    return _train_claimed(results.ResultsStore(root), config, device)
 
 
 POLL_S = 2.0  # how often a sweep looks for the records of runs another process is training

@@ -1,4 +1,6 @@
 """Fixtures shared by several test modules."""
+import os
+
 import pytest
 import torch
 
@@ -10,3 +12,8 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Sweeps in tests run in-process (one worker) so monkeypatched functions apply; the worker
+# pool has its own test (tests/test_sweep.py::test_workers_train_each_run_once_with_the_same_numbers).
+os.environ.setdefault("BLURB_WORKERS", "1")

@@ -9,6 +9,7 @@ import threading
 import time
 import warnings
 
+import pandas as pd
 import pytest
 
 from blurblib import profiles, results, sweep
@@ -303,3 +304,23 @@ def test_two_sweeps_on_one_store_train_every_run_exactly_once(tmp_path):
     assert by_a and by_b  # both really worked at once
     store = results.ResultsStore(tmp_path / "store")
     assert len(store.records()) == 4 and not list(store.locks.glob("*.lock"))
+
+
+def test_workers_train_each_run_once_with_the_same_numbers(tmp_path, monkeypatch, one_torch_thread):
+    """Two worker processes (one thread each) against the same grid trained in-process on one
+    thread: every run trained once, and the numbers do not depend on who trained it."""
+    tiny = dict(task="BIOSSES", epochs=1, train_limit=8, eval_limit=8, max_length=32, batch_size=4)
+    configs = [RunConfig(seed=s, **tiny) for s in (1, 2, 3)]
+    pooled = sweep.run_sweep(configs, tmp_path / "pool", progress=False, workers=2)
+    inline = sweep.run_sweep(configs, tmp_path / "inline", progress=False, workers=1)
+    assert len(pooled) == len(inline) == 3 and len(list((tmp_path / "pool" / "runs").glob("*.json"))) == 3
+    by_seed = lambda df: df.sort_values("seed")[["run_id", "dev_score", "test_score"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_seed(pooled), by_seed(inline))
+
+
+def test_default_workers_follow_the_cores_and_the_environment(monkeypatch):
+    monkeypatch.setenv("BLURB_WORKERS", "3")
+    assert sweep.default_workers() == 3
+    monkeypatch.delenv("BLURB_WORKERS")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert sweep.default_workers("cpu") == 4 and sweep.default_workers("cuda") == 1

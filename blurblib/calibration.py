@@ -1,0 +1,99 @@
+"""Recipes calibrated by measurement: which learning rate and how many epochs each task needs.
+
+A recipe is only worth running if the model learns with it, and a CPU budget leaves no room
+for guesses. For every task, `GRID` holds the training-set size and sequence length the
+budget allows and a few learning rates; each candidate trains once for `epochs` epochs and
+is scored on dev after every epoch, so one run gives a whole learning curve. The test
+split is never read here (`train.run(score_test=False)`): recipes are chosen on dev, and
+only the final runs of a notebook see test. `choose` then picks, per task, the learning rate
+and epoch count with the best dev score; `profiles` holds the result, and a test checks that
+the default profile is what the committed calibration table chose.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import reference, results, train
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The budget-fixed part of a task's recipe and the learning rates to try."""
+
+    train_limit: int | None
+    max_length: int
+    epochs: int
+    lrs: tuple[float, ...]
+    batch_size: int = 16
+    eval_limit: int | None = 250
+
+
+# Sizes are what the default profile's 60-minute budget affords on 2 CPU cores; the learning
+# rates bracket what small encoders need with a few hundred steps (5e-5, BERT's usual, left
+# NER at half the F1 of 2e-4 in a first measurement).
+_SHORT = Candidate(train_limit=300, max_length=128, epochs=4, lrs=(1e-4, 3e-4))
+_LONG = Candidate(train_limit=300, max_length=256, epochs=4, lrs=(1e-4, 3e-4))
+GRID: dict[str, Candidate] = {
+    "BC5-chem": _SHORT, "BC5-disease": _SHORT, "NCBI-disease": _SHORT, "BC2GM": _SHORT, "JNLPBA": _SHORT,
+    "ChemProt": _SHORT, "DDI": _SHORT, "GAD": _SHORT, "HoC": _LONG, "PubMedQA": _LONG, "BioASQ": _LONG,
+    "BIOSSES": Candidate(train_limit=None, max_length=128, epochs=15, lrs=(2e-5, 5e-5, 1e-4), batch_size=8, eval_limit=None),
+}
+SEED = 1
+
+
+def configs(tasks=None, model: str = "minilm-l6", precision: str = "fp32") -> list[train.RunConfig]:
+    """One run per (task, learning rate), with the model's native head."""
+    out = []
+    for task in tasks or GRID:
+        c = GRID[task]
+        out += [train.RunConfig(task=task, model=model, lr=lr, epochs=c.epochs, batch_size=c.batch_size,
+                                train_limit=c.train_limit, eval_limit=c.eval_limit, max_length=c.max_length,
+                                seed=SEED, precision=precision) for lr in c.lrs]
+    return out
+
+
+def run(out_dir, tasks=None, model: str = "minilm-l6", precision: str = "fp32", progress: bool = True) -> pd.DataFrame:
+    """Train the grid (dev only, cached in the store at `out_dir`) and its frozen references;
+    return `table` of the two."""
+    candidates = configs(tasks, model, precision)
+    store = results.ResultsStore(out_dir)
+    for config in tqdm([c for c in candidates if not store.has(c.run_id)], desc="calibration", disable=not progress):
+        store.write(train.run(config, progress=False, score_test=False))
+    refs = reference.references_for(candidates, out_dir, progress=progress)
+    return table([store.get(c.run_id) for c in candidates], refs)
+
+
+def table(records: list[dict], references: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, lr, epoch) of every candidate's dev curve, beside the task's frozen
+    reference on the same dev set."""
+    ref_dev = dict(zip(references["task"], references["dev_score"]))
+    rows = []
+    for record in records:
+        config = record["config"]
+        for epoch, dev in enumerate(record["dev_curve"], start=1):
+            rows.append({"task": config["task"], "lr": config["lr"], "epoch": epoch, "dev_score": dev,
+                         "reference_dev": ref_dev.get(config["task"]), "train_limit": config["train_limit"],
+                         "max_length": config["max_length"], "batch_size": config["batch_size"],
+                         "head": config["head"], "status": record["status"]})
+    frame = pd.DataFrame(rows)
+    frame["margin"] = frame["dev_score"] - frame["reference_dev"]
+    return frame
+
+
+def choose(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task, the (lr, epoch) with the best dev score: the recipe the default profile runs.
+    Ties go to fewer epochs (cheaper)."""
+    best = frame.sort_values(["task", "dev_score", "epoch"], ascending=[True, False, True]).groupby("task").head(1)
+    return best.set_index("task")[["lr", "epoch", "dev_score", "reference_dev", "margin", "train_limit",
+                                   "max_length", "batch_size", "head"]]
+
+
+def save(frame: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
