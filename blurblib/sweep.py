@@ -242,6 +242,20 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
     return configs
 
 
+def applicable(configs: list[RunConfig]) -> tuple[list[RunConfig], list[str]]:
+    """Split a grid into the runs whose technique fits their head and the reasons the others
+    do not (LP-FT on a bi-encoder, which has no head to probe), so a notebook can say what it
+    leaves out instead of failing or dropping it silently."""
+    kept, left_out = [], []
+    for config in configs:
+        try:
+            config.validate()
+            kept.append(config)
+        except ConfigError as err:
+            left_out.append(f"{config.task} {config.technique} ({config.head} head): {err}")
+    return kept, sorted(set(left_out))
+
+
 def configs_from_cli(args) -> list[RunConfig]:
     """`blurb finetune` arguments -> one config per seed."""
     knobs = technique_knobs(args.technique)
@@ -254,7 +268,7 @@ def configs_from_cli(args) -> list[RunConfig]:
 
 
 def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: bool = True,
-              workers: int | None = None) -> pd.DataFrame:
+              workers: int | None = None, score_test: bool = True) -> pd.DataFrame:
     """Run every config not yet in the store; return the store's records for these configs.
 
     All configs are validated before the first run starts, so a typo fails in a second, not
@@ -262,7 +276,8 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     training now (a second notebook, the CLI) are left to it; the sweep waits for their
     records at the end, so the returned table is complete either way. `workers` processes
     (default `default_workers(device)`) train runs side by side, each on its share of the
-    cores; a run's numbers do not depend on which worker trained it.
+    cores; a run's numbers do not depend on which worker trained it. `score_test=False`
+    trains without ever reading test (recipe calibration chooses on dev).
     """
     for config in configs:
         config.validate()
@@ -273,11 +288,11 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
         print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out_dir}; running {len(todo)}"
               + (f" in {workers} worker processes" if workers > 1 else ""))
     if workers > 1:
-        busy = _train_in_workers(store, todo, device, workers, progress)
+        busy = _train_in_workers(store, todo, device, workers, progress, score_test)
     else:
-        busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device)]
+        busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device, score_test)]
     if busy:
-        _wait_for_others(store, busy, device)
+        _wait_for_others(store, busy, device, score_test)
     return records_for(configs, out_dir)
 
 
@@ -292,7 +307,7 @@ def default_workers(device: str = "cpu") -> int:
 
 
 def _train_in_workers(store: results.ResultsStore, todo: list[RunConfig], device: str, workers: int,
-                      progress: bool) -> list[RunConfig]:
+                      progress: bool, score_test: bool) -> list[RunConfig]:
     """Train `todo` in a pool of fresh processes (spawned: safe from notebooks and threads);
     return the runs another process held. A run that raises stops the sweep, as in-process."""
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -300,7 +315,7 @@ def _train_in_workers(store: results.ResultsStore, todo: list[RunConfig], device
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,))
     busy = []
     try:
-        futures = {pool.submit(_train_claimed_at, str(store.root), c, device): c for c in todo}
+        futures = {pool.submit(_train_claimed_at, str(store.root), c, device, score_test): c for c in todo}
         for future in tqdm(as_completed(futures), total=len(futures), desc="runs", disable=not progress):
             if not future.result():
                 busy.append(futures[future])
@@ -315,25 +330,25 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _train_claimed_at(root: str, config: RunConfig, device: str) -> bool:
-    return _train_claimed(results.ResultsStore(root), config, device)
+def _train_claimed_at(root: str, config: RunConfig, device: str, score_test: bool) -> bool:
+    return _train_claimed(results.ResultsStore(root), config, device, score_test)
 
 
 POLL_S = 2.0  # how often a sweep looks for the records of runs another process is training
 
 
-def _train_claimed(store: results.ResultsStore, config: RunConfig, device: str) -> bool:
+def _train_claimed(store: results.ResultsStore, config: RunConfig, device: str, score_test: bool = True) -> bool:
     """Claim, train and store one run; False (nothing done) while another process holds it."""
     claim = store.claim(config.run_id)
     if claim is None:
         return False
     with claim:
         if not store.has(config.run_id):  # another process may have finished it since the plan
-            store.write(run(config, device=device, progress=False))  # one bar over runs, not one per run
+            store.write(run(config, device=device, progress=False, score_test=score_test))  # one bar over runs, not one per run
     return True
 
 
-def _wait_for_others(store: results.ResultsStore, busy: list[RunConfig], device: str) -> None:
+def _wait_for_others(store: results.ResultsStore, busy: list[RunConfig], device: str, score_test: bool = True) -> None:
     """Poll until every run another process claimed has a record; train those it gave up."""
     holders = sorted({f"pid {h['pid']} on {h.get('host')}" for c in busy if (h := store.holder(c.run_id))})
     print(f"{len(busy)} run(s) of this sweep are being trained by another process ({', '.join(holders) or 'just finished'}); "
@@ -341,7 +356,7 @@ def _wait_for_others(store: results.ResultsStore, busy: list[RunConfig], device:
           f"from another machine must be deleted by hand: {store.locks}/<run_id>.lock", flush=True)
     started = time.monotonic()
     while busy:
-        busy = [c for c in busy if not store.has(c.run_id) and not _train_claimed(store, c, device)]
+        busy = [c for c in busy if not store.has(c.run_id) and not _train_claimed(store, c, device, score_test)]
         if busy:
             time.sleep(POLL_S)
     print(f"the other process's runs are in (waited {time.monotonic() - started:.0f} s)", flush=True)

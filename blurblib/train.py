@@ -231,7 +231,7 @@ def optimizer_step(loss: torch.Tensor, trainable, optimizer, scheduler, max_grad
 
 # Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): the head alone, on the frozen
 # encoder, at a learning rate a linear model on fixed features can take.
-LINEAR_PROBE_LR = 1e-3
+LINEAR_PROBE_LR = 1e-2
 
 
 def linear_probe_phase(model, loader, config: RunConfig, device: str) -> list[float]:

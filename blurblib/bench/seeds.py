@@ -24,7 +24,7 @@ def _no_dropout(net: nn.Module) -> nn.Module:
 def _seed_batches(task: str, tokenizer, seeds, n_examples: int, batch_size: int, max_length: int, epochs: int):
     """Each seed's batches as train.run draws them (its own length-grouped order), materialised."""
     config = train.RunConfig(task=task, train_limit=n_examples, eval_limit=1, batch_size=batch_size,
-                             max_length=max_length, epochs=epochs)  # dev/test are not used here
+                             max_length=max_length, epochs=epochs, head="cls")  # dev/test are not used here
     _, encoded = train.prepare_data(config, tokenizer)
     collate = encoding.collator(task, tokenizer)
     per_seed = []
@@ -179,7 +179,7 @@ def seeds_parallel(k: int = 4, task: str = "GAD", model: str = "minilm-l6", n_ex
     timers; with `warmup`, both arms first take one untimed step, so neither pays one-time costs.
     """
     seeds = list(range(first_seed, first_seed + k))
-    config = train.RunConfig(task=task, model=model, batch_size=batch_size, max_length=max_length, epochs=epochs)
+    config = train.RunConfig(task=task, model=model, batch_size=batch_size, max_length=max_length, epochs=epochs, head="cls")
     nets, tokenizer = _seed_models(task, model, seeds, device)
     batches = _seed_batches(task, tokenizer, seeds, n_examples, batch_size, max_length, epochs)
     pad_id, steps = tokenizer.pad_token_id, len(batches[0])

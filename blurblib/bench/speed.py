@@ -49,8 +49,9 @@ def baseline_max_length(task: str, tokenizer) -> int:
 
 
 def _bench_config(task: str, model: str, n_examples: int, batch_size: int, seed: int) -> train.RunConfig:
+    """The paper's [CLS] head, as the HF baseline has: both arms train the same model."""
     return train.RunConfig(task=task, model=model, train_limit=n_examples, eval_limit=n_examples, epochs=1,
-                           batch_size=batch_size, seed=seed)
+                           batch_size=batch_size, seed=seed, head="cls")
 
 
 class _LoopTimer(TrainerCallback):
