@@ -315,7 +315,8 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
         "device": device,
         "torch_version": torch.__version__,
     }
-    dev_curve, train_losses, best_dev, best_epoch, best_weights = [], [], -math.inf, None, None
+    dev_curve, dev_degenerate, train_losses, best_dev, best_epoch, best_weights = [], [], [], -math.inf, None, None
+    token_level = spec.head_kind == "token_classification"
     train_seconds, step = 0.0, 0
     bar = tqdm(total=total_steps, desc=f"{config.task} {config.technique} s{config.seed}", disable=not progress, leave=False)
     try:
@@ -338,7 +339,9 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
             train_seconds += time.perf_counter() - epoch_start
             dev_score, dev_predictions = evaluate_split(encoded["dev"], raw["dev"])
             dev_curve.append(dev_score)
-            if best_epoch is None or dev_score > best_dev:
+            dev_degenerate.append(_is_constant(dev_predictions, token_level=token_level))
+            # a collapsed epoch (GAD: "1" for every sentence scores F1 69) is chosen only if all are
+            if best_epoch is None or (not dev_degenerate[-1], dev_score) > (not dev_degenerate[best_epoch - 1], best_dev):
                 best_dev, best_epoch, predictions = dev_score, epoch, dev_predictions
                 # a copy only when a later epoch could overwrite the weights that test must see
                 best_weights = copy.deepcopy(model.state_dict()) if score_test and epoch < config.epochs else None
@@ -348,7 +351,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
                 model.load_state_dict(best_weights)
             test_score, predictions = evaluate_split(encoded["test"], raw["test"])
             split = "test"
-        if _is_constant(predictions, token_level=spec.head_kind == "token_classification"):
+        if _is_constant(predictions, token_level=token_level):
             # the score of a collapsed model is real (it is what fine-tuning produced): keep it
             record.update(status="failed", failure_reason=f"degenerate model: the same prediction for every {split} example")
     except RunFailed as failure:
@@ -362,6 +365,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
         test_score=test_score,
         best_epoch=best_epoch,
         dev_curve=dev_curve,
+        dev_degenerate=dev_degenerate,
         train_loss_first=train_losses[0] if train_losses else None,
         train_loss_last=float(np.mean(train_losses[-10:])) if train_losses else None,
         trivial_test_score=metrics.trivial_score(spec.name, raw["test"][spec.target], raw["train"][spec.target]) if score_test else None,

@@ -1,0 +1,38 @@
+"""Training precision: fp32 or bf16 autocast, `auto` by what the hardware computes natively."""
+import pytest
+import torch
+
+from blurblib import precision
+from blurblib.errors import ConfigError
+from blurblib.train import RunConfig, run
+
+
+def test_auto_follows_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve("auto") == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve("auto") == "fp32"
+    assert precision.resolve("bf16") == "bf16" and precision.resolve("fp32") == "fp32"
+    with pytest.raises(ConfigError, match="unknown precision 'fp16'"):
+        precision.resolve("fp16")
+    with pytest.raises(ConfigError, match="precision='fp16'"):
+        RunConfig(task="GAD", precision="fp16").validate()
+
+
+def test_bf16_autocast_lowers_the_matmuls_and_keeps_fp32_weights():
+    layer = torch.nn.Linear(8, 4)
+    with precision.autocast("cpu", "bf16"):
+        out = layer(torch.randn(2, 8))
+    assert out.dtype == torch.bfloat16 and layer.weight.dtype == torch.float32
+    with precision.autocast("cpu", "fp32"):
+        assert layer(torch.randn(2, 8)).dtype == torch.float32
+
+
+def test_a_bf16_run_learns_like_an_fp32_run(one_torch_thread):
+    """Same config and seed in both precisions: both finite, close on a tiny real slice."""
+    tiny = dict(task="BIOSSES", epochs=2, train_limit=32, eval_limit=None, max_length=64, batch_size=8, lr=5e-5)
+    fp32 = run(RunConfig(precision="fp32", **tiny), progress=False)
+    bf16 = run(RunConfig(precision="bf16", **tiny), progress=False)
+    assert bf16["config"]["precision"] == "bf16" and bf16["run_id"] != fp32["run_id"]
+    assert bf16["status"] == fp32["status"] == "ok"
+    assert bf16["test_score"] == pytest.approx(fp32["test_score"], abs=3.0)  # Pearson x100; bf16 rounds each matmul
