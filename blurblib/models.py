@@ -414,7 +414,7 @@ def _inherited_head(path: Path) -> str:
         record = path / record_file
         if record.is_file():
             data = json.loads(record.read_text())
-            base = (data.get("config") or data).get("model")
+            base = (data.get("config") or {}).get("model") or data.get("architecture_of")
             if base in MODELS:
                 return MODELS[base].native_head
     return "cls"

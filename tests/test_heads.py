@@ -113,3 +113,18 @@ def test_lpft_trains_the_head_first_and_is_refused_for_a_headless_biencoder(one_
     assert all(torch.equal(a, b) for a, b in zip(before, model.base_model.parameters()))  # encoder untouched
     assert not torch.equal(head_before, model.classifier.weight)
     assert all(p.requires_grad for p in model.parameters())  # unfrozen again for fine-tuning
+
+
+def test_checkpoints_derived_from_a_sentence_encoder_keep_its_head(tmp_path):
+    import json
+
+    pretrained, random_init, foreign = (tmp_path / name for name in ("pretrained", "random", "foreign"))
+    for folder in (pretrained, random_init, foreign):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 6, "hidden_size": 384}))
+        (folder / "model.safetensors").write_bytes(b"")
+    (pretrained / "pretrain.json").write_text(json.dumps({"config": {"model": "minilm-l6"}}))
+    (random_init / "random_init.json").write_text(json.dumps({"random_init": True, "architecture_of": "minilm-l6"}))
+    assert models.native_head(str(pretrained), "BIOSSES") == "biencoder"
+    assert models.native_head(str(random_init), "GAD") == "mean"
+    assert models.native_head(str(foreign), "BIOSSES") == "cls"  # a user's checkpoint: the paper's head
