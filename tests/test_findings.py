@@ -234,10 +234,14 @@ def _references(scores: dict) -> pd.DataFrame:
 def test_learned_flags_a_mean_below_its_frozen_reference():
     rows = [_run("GAD", seed=s, score=v) for s, v in zip((1, 2, 3), (70, 72, 74))]
     rows += [_run("BIOSSES", seed=s, score=v) for s, v in zip((1, 2, 3), (40, 50, 60))]
-    out = findings.learned(_with_sizes(rows), _references({"GAD": 60.0, "BIOSSES": 85.0}))
-    gad, biosses = _row(out, task="GAD"), _row(out, task="BIOSSES")
+    rows += [_run("PubMedQA", seed=s, score=53.2, status="failed") for s in (1, 2, 3)]  # every seed says "yes"
+    runs = _with_sizes(rows).assign(trivial_test_score=lambda df: np.where(df["task"] == "PubMedQA", 53.2, 0.0))
+    out = findings.learned(runs, _references({"GAD": 60.0, "BIOSSES": 85.0, "PubMedQA": 50.4}))
+    gad, biosses, qa = _row(out, task="GAD"), _row(out, task="BIOSSES"), _row(out, task="PubMedQA")
     assert gad["learned"] and gad["margin"] == pytest.approx(12.0) and gad["reference"] == 60.0
     assert not biosses["learned"] and biosses["margin"] == pytest.approx(-35.0)
+    # a probe below the majority answer is no bar: the collapsed runs did not learn
+    assert not qa["learned"] and qa["margin"] == pytest.approx(0.0) and qa["trivial"] == pytest.approx(53.2)
 
 
 def test_a_run_on_other_data_sizes_has_no_reference():
