@@ -354,27 +354,8 @@ def prepare(model: nn.Module, cfg, generator=None) -> dict:
 
 
 def param_groups(model: nn.Module, cfg, lr: float, weight_decay: float) -> list[dict]:
-    """Optimizer groups: LLRD when cfg.llrd_decay != 1, else the standard decay/no-decay pair;
-    then the fresh head's parameters at `cfg.head_lr` when the config sets one."""
+    """Optimizer groups: LLRD when cfg.llrd_decay != 1, else the standard decay/no-decay pair."""
     decay = _knobs(cfg)["llrd_decay"]
-    groups = llrd_param_groups(model, lr, decay, weight_decay) if decay != 1 else standard_param_groups(model, lr, weight_decay)
-    head_lr = getattr(cfg, "head_lr", None)
-    return groups if head_lr is None else with_head_lr(model, groups, head_lr)
-
-
-def with_head_lr(model: nn.Module, groups: list[dict], head_lr: float) -> list[dict]:
-    """Move the parameters outside the encoder (the randomly initialised task head) into groups
-    of their own at `head_lr`. Why: a head starts from nothing while the encoder starts from
-    pretraining; with a few hundred steps at the encoder's rate, the head of a rare-label task
-    never gets past predicting the majority (ULMFiT's discriminative learning rates; SetFit
-    trains its head at 100x the body's rate)."""
-    encoder = {id(p) for p in model.base_model.parameters()}
-    out = []
-    for group in groups:
-        pairs = list(zip(group["param_names"], group["params"]))
-        for suffix, chosen, rate in (("", [(n, p) for n, p in pairs if id(p) in encoder], group["lr"]),
-                                     ("/head", [(n, p) for n, p in pairs if id(p) not in encoder], head_lr)):
-            if chosen:
-                out.append({**group, "name": group["name"] + suffix, "lr": rate,
-                            "params": [p for _, p in chosen], "param_names": [n for n, _ in chosen]})
-    return out
+    if decay != 1:
+        return llrd_param_groups(model, lr, decay, weight_decay)
+    return standard_param_groups(model, lr, weight_decay)

@@ -59,7 +59,6 @@ class RunConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     lpft_epochs: int = 0
-    head_lr: float | None = None  # the fresh head's learning rate; None: `lr`, like the encoder
     head: str = "native"
     precision: str = "fp32"
 
@@ -101,7 +100,6 @@ class RunConfig:
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
             "max_length": self.max_length is None or self.max_length >= 8,
             "lpft_epochs": self.lpft_epochs >= 0,
-            "head_lr": self.head_lr is None or self.head_lr > 0,
             "precision": self.precision in precision.PRECISIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]

@@ -128,19 +128,3 @@ def test_checkpoints_derived_from_a_sentence_encoder_keep_its_head(tmp_path):
     assert models.native_head(str(pretrained), "BIOSSES") == "biencoder"
     assert models.native_head(str(random_init), "GAD") == "mean"
     assert models.native_head(str(foreign), "BIOSSES") == "cls"  # a user's checkpoint: the paper's head
-
-
-@pytest.mark.parametrize("llrd", [1.0, 0.8])
-def test_head_lr_moves_only_the_fresh_head(llrd):
-    model, _ = models.load("minilm-l6", "GAD", head="mean")
-    config = RunConfig(task="GAD", head="mean", head_lr=3e-3, llrd_decay=llrd)
-    groups = techniques.param_groups(model, config, 1e-4, 0.01)
-    head = {id(p) for p in heads.head_parameters(model)}
-    for group in groups:
-        in_head = [id(p) in head for p in group["params"]]
-        assert all(in_head) or not any(in_head)  # a group is all head or all encoder
-        assert (group["lr"] == 3e-3) == all(in_head)
-    assert sum(len(g["params"]) for g in groups) == sum(1 for _ in model.parameters())
-    assert {id(p) for g in groups if g["lr"] == 3e-3 for p in g["params"]} == head
-    plain = techniques.param_groups(model, RunConfig(task="GAD", head="mean", llrd_decay=llrd), 1e-4, 0.01)
-    assert max(g["lr"] for g in plain) == pytest.approx(1e-4)  # no head_lr: the head trains at lr
