@@ -66,11 +66,11 @@ def _run_or_plan(configs, args: argparse.Namespace) -> int:
 
     for config in configs:
         config.validate()
-    _check_device(args.device, need_it=not args.dry_run)
+    _check_device(args.device, need_it=not args.dry_run and args.backend == "local")  # Ray's GPUs are on its nodes
     print(sweep.format_plan(sweep.plan(configs, device=args.device, out_dir=args.out)))
     if args.dry_run:
         return 0
-    sweep.run_sweep(configs, args.out, device=args.device)
+    sweep.run_sweep(configs, args.out, device=args.device, backend=args.backend, address=args.address)
     return 0
 
 
@@ -92,6 +92,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="outputs/results", help="results store folder")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its compute estimate only")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: processes on this machine; ray: one Ray task per run")
+    p.add_argument("--address", default=None, help="with --backend ray: the cluster to join (host:port, ray://..., "
+                   "auto); default RAY_ADDRESS or a local Ray instance")
 
 
 def build_parser() -> argparse.ArgumentParser:

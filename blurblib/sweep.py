@@ -271,7 +271,8 @@ def configs_from_cli(args) -> list[RunConfig]:
 
 
 def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: bool = True,
-              workers: int | None = None, score_test: bool = True) -> pd.DataFrame:
+              workers: int | None = None, score_test: bool = True, backend: str = "local",
+              address: str | None = None) -> pd.DataFrame:
     """Run every config not yet in the store; return the store's records for these configs.
 
     All configs are validated before the first run starts, so a typo fails in a second, not
@@ -280,8 +281,11 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     records at the end, so the returned table is complete either way. `workers` processes
     (default `default_workers(device)`) train runs side by side, each on its share of the
     cores; a run's numbers do not depend on which worker trained it. `score_test=False`
-    trains without ever reading test (recipe calibration chooses on dev).
+    trains without ever reading test (recipe calibration chooses on dev). `backend="ray"` runs
+    each pending run as a Ray task instead (`workers` is then Ray's to decide), on a local
+    instance or the cluster at `address` (see `blurblib.ray_backend`).
     """
+    _check_backend(backend, address)
     for config in configs:
         config.validate()
     store = results.ResultsStore(out_dir)
@@ -289,14 +293,28 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     workers = min(default_workers(device) if workers is None else workers, len(todo))
     if todo and progress:
         print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out_dir}; running {len(todo)}"
-              + (f" in {workers} worker processes" if workers > 1 else ""))
-    if workers > 1:
+              + (" as Ray tasks" if backend == "ray" else f" in {workers} worker processes" if workers > 1 else ""))
+    if backend == "ray" and todo:
+        from .ray_backend import train_on_ray
+
+        busy = train_on_ray(store, todo, device, progress, score_test, address)
+    elif workers > 1:
         busy = _train_in_workers(store, todo, device, workers, progress, score_test)
     else:
         busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device, score_test)]
     if busy:
         _wait_for_others(store, busy, device, score_test)
     return records_for(configs, out_dir)
+
+
+BACKENDS = ("local", "ray")
+
+
+def _check_backend(backend: str, address: str | None) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; use 'local' (processes on this machine) or 'ray' (a Ray cluster)")
+    if address and backend != "ray":
+        raise ConfigError(f"address {address!r} names a Ray cluster; add backend 'ray' (--backend ray) or drop the address")
 
 
 def default_workers(device: str = "cpu") -> int:
