@@ -107,7 +107,7 @@ def choose(frame: pd.DataFrame) -> pd.DataFrame:
     An epoch whose dev predictions collapsed to one answer is chosen only if every one did;
     ties go to fewer epochs (cheaper)."""
     ranked = frame.assign(learned_something=~frame["collapsed"].astype(bool))
-    best = (ranked.sort_values(["task", "learned_something", "dev_score", "epoch"], ascending=[True, False, False, True])
+    best = (ranked.sort_values(["task", "learned_something", "dev_score", "epoch", "lr"], ascending=[True, False, False, True, True])
             .groupby("task").head(1))
     return best.set_index("task")[["lr", "epoch", "dev_score", "reference_dev", "margin", "train_limit",
                                    "max_length", "batch_size", "head"]]
