@@ -7,10 +7,11 @@ import time
 import _common
 import gpu
 import memory
+import precision
 import seeds_parallel
 import throughput
 
-STEPS = {"throughput": throughput, "memory": memory, "seeds_parallel": seeds_parallel, "gpu": gpu}
+STEPS = {"throughput": throughput, "memory": memory, "seeds_parallel": seeds_parallel, "precision": precision, "gpu": gpu}
 
 
 def main(argv=None) -> int:

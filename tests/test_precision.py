@@ -36,3 +36,18 @@ def test_a_bf16_run_learns_like_an_fp32_run(one_torch_thread):
     assert bf16["config"]["precision"] == "bf16" and bf16["run_id"] != fp32["run_id"]
     assert bf16["status"] == fp32["status"] == "ok"
     assert bf16["test_score"] == pytest.approx(fp32["test_score"], abs=3.0)  # Pearson x100; bf16 rounds each matmul
+
+
+def test_precision_table_pairs_seeds_and_compares_with_seed_noise():
+    import pandas as pd
+
+    from blurblib.bench.precision import precision_table, twins
+
+    scores = {"BIOSSES": [(50, 51), (60, 59.5), (55, 55.2)], "GAD": [(70, 80), (71, 81), (72, 82)]}
+    runs = pd.DataFrame([dict(task=t, seed=s, precision=p, test_score=v) for t, pairs in scores.items()
+                         for s, (fp32, bf16) in enumerate(pairs, 1) for p, v in (("fp32", fp32), ("bf16", bf16))])
+    table = precision_table(runs).set_index("task")
+    assert table.loc["BIOSSES", "bf16 - fp32"] == pytest.approx(0.7 / 3) and table.loc["BIOSSES", "within seed noise"]
+    assert table.loc["GAD", "bf16 - fp32"] == pytest.approx(10.0) and not table.loc["GAD", "within seed noise"]
+    pair = twins([RunConfig(task="GAD", seed=3)])
+    assert [c.precision for c in pair] == ["fp32", "bf16"] and len({c.seed for c in pair}) == 1
