@@ -10,8 +10,9 @@ import memory
 import precision
 import seeds_parallel
 import throughput
+import workers
 
-STEPS = {"throughput": throughput, "memory": memory, "seeds_parallel": seeds_parallel, "precision": precision, "gpu": gpu}
+STEPS = {"throughput": throughput, "memory": memory, "seeds_parallel": seeds_parallel, "precision": precision, "workers": workers, "gpu": gpu}
 
 
 def main(argv=None) -> int:
