@@ -89,6 +89,7 @@ def test_baseline_and_ours_see_the_same_examples(task):
     """The two arms differ only in padding: same rows, same token ids and labels once unpadded."""
     _, tokenizer = models.load("minilm-l6", task)
     config = speed._bench_config(task, "minilm-l6", 12, 4, seed=1)
+    config.validate()  # the stock head of the task (token for NER), as the baseline's
     _, encoded = train.prepare_data(config, tokenizer)
     max_length = bench.baseline_max_length(task, tokenizer)
     assert max_length == min(tasks.get(task).max_length, 512)

@@ -49,9 +49,11 @@ def baseline_max_length(task: str, tokenizer) -> int:
 
 
 def _bench_config(task: str, model: str, n_examples: int, batch_size: int, seed: int) -> train.RunConfig:
-    """The paper's [CLS] head, as the HF baseline has: both arms train the same model."""
+    """The stock transformers head the HF baseline has (`cls`, `token` for NER): both arms train
+    the same model."""
+    head = "token" if tasks.get(task).head_kind == "token_classification" else "cls"
     return train.RunConfig(task=task, model=model, train_limit=n_examples, eval_limit=n_examples, epochs=1,
-                           batch_size=batch_size, seed=seed, head="cls")
+                           batch_size=batch_size, seed=seed, head=head)
 
 
 class _LoopTimer(TrainerCallback):
