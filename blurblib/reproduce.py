@@ -99,7 +99,8 @@ def learned_section(path: Path) -> list[str]:
              to_markdown(table), ""]
     below = table[~table["learned"].astype(bool)]
     if len(below):
-        names = ", ".join(" / ".join(str(row[c]) for c in ("task", "model", "technique") if c in row) for _, row in below.iterrows())
+        names = ", ".join(" / ".join(str(row[c]) for c in ("task", "model", "technique", "head") if c in row)
+                          for _, row in below.iterrows())
         lines += [f"**Below the frozen reference: {names}.**", ""]
     return lines
 
