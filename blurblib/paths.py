@@ -33,3 +33,13 @@ def shared_models_dir() -> Path:
 
 def corpora_dir() -> Path:
     return Path(os.environ.get("BLURB_CORPORA_DIR", SHARED / "data" / "corpora"))
+
+
+def shown(path) -> str:
+    """A path as messages print it: relative to the checkout when inside it, so executed
+    notebooks read the same in every clone."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT.resolve()))
+    except ValueError:
+        return str(path)

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from . import models, results, tasks
+from . import models, paths, results, tasks
 from .errors import BlurbError, ConfigError
 from .precision import resolve as resolve_precision
 from .techniques import NEUTRAL
@@ -292,7 +292,7 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     todo = [c for c in configs if not store.has(c.run_id)]
     workers = min(default_workers(device) if workers is None else workers, len(todo))
     if todo and progress:
-        print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {out_dir}; running {len(todo)}"
+        print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {paths.shown(out_dir)}; running {len(todo)}"
               + (" as Ray tasks" if backend == "ray" else f" in {workers} worker processes" if workers > 1 else ""))
     if backend == "ray" and todo:
         from .ray_backend import train_on_ray
