@@ -237,15 +237,20 @@ def load(name: str, task, num_labels: int | None = None, head: str | None = None
         source, kwargs = _weights_source(spec)
         config = _auto_config(spec, source, kwargs)
         _set_head(config, task_spec, kind, num_labels)
-        try:
-            model = model_cls.from_pretrained(source, config=config, use_safetensors=True, **kwargs)
-        except OSError as err:
-            raise ModelUnavailableError(
-                f"model {spec.name!r}: no safetensors weights could be loaded from {source} ({err}). blurblib reads "
-                "weights from model.safetensors only; if the checkpoint ships only pytorch_model.bin, convert it to "
-                "model.safetensors in a local copy and pass that directory as the model name") from err
+        model = _from_pretrained(model_cls, spec, source, config, kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs, **tok_kwargs)
     return model, tokenizer
+
+
+def _from_pretrained(model_cls, spec: ModelSpec, source: str, config, kwargs: dict, **extra):
+    """`model_cls.from_pretrained` from safetensors only, with the fix named when that fails."""
+    try:
+        return model_cls.from_pretrained(source, config=config, use_safetensors=True, **kwargs, **extra)
+    except OSError as err:
+        raise ModelUnavailableError(
+            f"model {spec.name!r}: no safetensors weights could be loaded from {source} ({err}). blurblib reads "
+            "weights from model.safetensors only; if the checkpoint ships only pytorch_model.bin, convert it to "
+            "model.safetensors in a local copy and pass that directory as the model name") from err
 
 
 def _load_pooled(spec: ModelSpec, task_spec, head: str, num_labels: int | None):
@@ -264,13 +269,12 @@ def _load_pooled(spec: ModelSpec, task_spec, head: str, num_labels: int | None):
         if spec.source == "shape":
             encoder = AutoModel.from_config(config, **no_pooler)
         else:
-            encoder = AutoModel.from_pretrained(source, config=config, use_safetensors=True, **kwargs, **no_pooler)
+            encoder = _from_pretrained(AutoModel, spec, source, config, kwargs, **no_pooler)
     if head == "biencoder":
         if task_spec.label_range is None:
             raise ConfigError(f"head 'biencoder' scores a pair by cosine on the gold score's scale; {task_spec.name} "
                               "declares no label_range")
         return heads.BiEncoderSimilarity(encoder, task_spec.label_range), tokenizer
-    config.num_labels = 1  # filled in by _set_head below for classification tasks
     _set_head(config, task_spec, task_spec.head_kind, num_labels)
     problem = config.problem_type or "single_label_classification"
     return heads.MeanPoolClassifier(encoder, config.num_labels, problem), tokenizer
