@@ -4,7 +4,7 @@ A recipe is only worth running if the model learns with it, and a CPU budget lea
 for guesses. For every task, `GRID` holds the training-set size and sequence length the
 budget allows and a few learning rates; each candidate trains once for `epochs` epochs and
 is scored on dev after every epoch, so one run gives a whole learning curve. The test
-split is never read here (`train.run(score_test=False)`): recipes are chosen on dev, and
+split is never read here (`run_sweep(score_test=False)`): recipes are chosen on dev, and
 only the final runs of a notebook see test. `choose` then picks, per task, the learning rate
 and epoch count with the best dev score; `profiles` holds the result, and a test checks that
 the default profile is what the committed calibration table chose.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
 from . import reference, sweep, train
 from .precision import resolve as resolve_precision
 

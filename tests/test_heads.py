@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from blurblib import encoding, heads, models, reference, tasks, techniques, train
+from blurblib import encoding, heads, models, reference, techniques, train
 from blurblib.errors import ConfigError
 from blurblib.train import RunConfig
 
