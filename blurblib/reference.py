@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
-import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +63,7 @@ class ReferenceConfig:
 
     @property
     def run_id(self) -> str:
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        digest = hashlib.sha1(payload.encode()).hexdigest()[:10]
-        model = re.sub(r"[^A-Za-z0-9.-]+", "-", self.model.rstrip("/").split("/")[-1])
-        return f"{self.task}__{model}__reference__{digest}"
+        return train.content_id(self, "reference")
 
     @classmethod
     def for_run(cls, run_config) -> ReferenceConfig:

@@ -78,10 +78,7 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        digest = hashlib.sha1(payload.encode()).hexdigest()[:10]
-        model = re.sub(r"[^A-Za-z0-9.-]+", "-", self.model.rstrip("/").split("/")[-1])
-        return f"{self.task}__{model}__{self.technique}__s{self.seed}__{digest}"
+        return content_id(self, self.technique, f"s{self.seed}")
 
     def validate(self) -> None:
         """Fail before training starts, with the name of the bad field."""
@@ -110,6 +107,15 @@ class RunConfig:
         if self.lpft_epochs and self.head == "biencoder":
             raise ConfigError("lpft_epochs needs a head with weights to probe; the biencoder head has none "
                               "(its step-0 model already is the zero-shot cosine): use head 'mean' or lpft_epochs=0")
+
+
+def content_id(config, *labels: str) -> str:
+    """`task__model__<labels>__<hash of every field>`: readable, and equal for equal configs in
+    every clone and on every backend (the store's cache key)."""
+    payload = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    digest = hashlib.sha1(payload.encode()).hexdigest()[:10]
+    model = re.sub(r"[^A-Za-z0-9.-]+", "-", config.model.rstrip("/").split("/")[-1])
+    return "__".join((config.task, model, *labels, digest))
 
 
 def technique_label(config) -> str:
