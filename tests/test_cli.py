@@ -65,6 +65,10 @@ BAD_INPUTS = [
     (["finetune", "--task", "GAD", "--out", "{spec}", "--dry-run"], "", "is a file, not a folder"),
     (["finetune", "--task", "GAD", "--out", "{spec}/sub", "--dry-run"], "", "Not a directory.*check the path"),
     (["finetune", "--task", "GAD", "--lr", "fast"], None, "argument --lr: invalid float value: 'fast'"),
+    (["finetune", "--task", "GAD", "--head", "biencoder", "--dry-run"], None, "head 'biencoder' does not fit GAD"),
+    (["finetune", "--task", "GAD", "--precision", "fp16", "--dry-run"], None, "unknown precision 'fp16'; use one of fp32, bf16"),
+    (["finetune", "--task", "BIOSSES", "--lpft-epochs", "2", "--dry-run"], None, "the biencoder head has none"),
+    (["calibrate", "--tasks", "GADD"], None, "unknown task 'GADD'"),
     (["finetune", "--model", "minilm-l6"], None, "the following arguments are required: --task"),
     (["models", "install", "bert-tiny"], None, "unknown model 'bert-tiny'"),
     (["data", "check", "--data-dir", "{tmp}/nowhere"], None, "nowhere not found: run `make data`"),
@@ -74,7 +78,7 @@ BAD_INPUTS = [
 
 def test_the_bad_input_list_covers_the_cli():
     assert len(BAD_INPUTS) >= 30
-    assert {argv[0] for argv, _, _ in BAD_INPUTS} == {"sweep", "finetune", "models", "data", "train"}
+    assert {argv[0] for argv, _, _ in BAD_INPUTS} == {"sweep", "finetune", "calibrate", "models", "data", "train"}
 
 
 @pytest.mark.parametrize("argv, spec, message", BAD_INPUTS, ids=[m[:40] for _, _, m in BAD_INPUTS])
