@@ -319,9 +319,9 @@ def _check_backend(backend: str, address: str | None) -> None:
 
 def default_workers(device: str = "cpu") -> int:
     """One single-thread process per core on a CPU, one process on a GPU; `BLURB_WORKERS`
-    overrides. Small encoders gain little from a second torch thread, so on the 2-core
-    machine two one-thread processes finish more runs per hour than one two-thread process
-    (`make bench` measures it)."""
+    overrides. The bet: small encoders gain little from a second torch thread, so one run per
+    core should finish more runs per hour. Not yet confirmed on an idle machine (on a loaded
+    one a single process did better); `benchmarks/workers.py` measures it."""
     if os.environ.get("BLURB_WORKERS"):
         return max(1, int(os.environ["BLURB_WORKERS"]))
     return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)
