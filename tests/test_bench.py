@@ -1,4 +1,4 @@
-"""blurblib.bench: the measuring code behind benchmarks/ and notebook 06 (real MiniLM, tiny sizes)."""
+"""blurblib.bench: the measuring code behind `blurb bench` and notebook 06 (real MiniLM, tiny sizes)."""
 import math
 
 import numpy as np
@@ -121,14 +121,18 @@ def test_padded_tokens_per_example_counts_batch_maxima():
     assert value < np.mean(lengths) + 2
 
 
-def _fake_throughput(ratio_by_task, reps=3, base=10.0):
+def _fake_throughput(ratio_by_task, reps=3, base=10.0, tuned=None):
+    """Rows as `bench.throughput` returns them; `tuned` (per task, blurblib / tuned Trainer) adds arm (b)."""
     rows = []
     for task, ratio in ratio_by_task.items():
         for rep in range(reps):
             jitter = 1 + 0.01 * rep
-            for arm, ex_s in (("baseline", base), ("blurblib", base * ratio * jitter)):
+            arms = [("baseline", base, 128.0), ("blurblib", base * ratio * jitter, 40.0)]
+            if tuned is not None:
+                arms.insert(1, ("tuned_trainer", base * ratio * jitter / tuned[task], 40.0))
+            for arm, ex_s, tokens in arms:
                 rows.append(dict(task=task, rep=rep, arm=arm, train_examples_per_s=ex_s, eval_examples_per_s=2 * ex_s,
-                                 train_tokens_per_example=128.0 if arm == "baseline" else 40.0))
+                                 train_tokens_per_example=tokens))
     return pd.DataFrame(rows)
 
 
@@ -139,18 +143,68 @@ def test_throughput_summary_ratios_and_geometric_mean():
     assert summary.loc["A", "train_ratio_min"] == pytest.approx(2.0)
     assert summary.loc["B", "train_ratio_max"] == pytest.approx(8.0 * 1.02)
     assert summary.loc["geometric mean", "train_ratio_median"] == pytest.approx(math.sqrt(2.02 * 8.08))
+    assert "train_ratio_tuned_median" not in summary  # arm (b) not measured: no c/b columns
 
 
-def test_throughput_claim_uses_the_verdict_rule():
-    fast = bench.claims(_fake_throughput({"A": 3.0, "B": 4.0, "C": 2.5}))
+def test_throughput_summary_with_the_tuned_trainer_arm():
+    df = _fake_throughput({"B": 8.0, "A": 2.0}, tuned={"B": 1.25, "A": 0.8})
+    summary = bench.throughput_summary(df)
+    assert list(summary["task"]) == ["B", "A", "geometric mean"]  # the order the tasks ran in
+    summary = summary.set_index("task")
+    assert summary.loc["A", "train_ratio_median"] == pytest.approx(2.0 * 1.01)  # c/a as before
+    assert summary.loc["A", "train_ratio_tuned_median"] == pytest.approx(0.8)  # c/b
+    assert summary.loc["B", "eval_ratio_tuned_max"] == pytest.approx(1.25)
+    assert summary.loc["geometric mean", "train_ratio_tuned_median"] == pytest.approx(1.0)
+    for arm in ("baseline", "tuned_trainer", "blurblib"):
+        for what in ("train", "eval"):
+            assert {f"{arm}_{what}_ex_s", f"{arm}_{what}_ex_s_min", f"{arm}_{what}_ex_s_max"} <= set(summary.columns)
+        assert f"{arm}_tokens_per_ex" in summary
+    assert summary.loc["A", "blurblib_train_ex_s_min"] == pytest.approx(20.0)
+    assert summary.loc["A", "blurblib_train_ex_s_max"] == pytest.approx(20.4)
+    assert summary.loc["A", "tuned_trainer_train_ex_s"] == pytest.approx(20.2 / 0.8)
+
+
+def test_throughput_claims_against_both_trainer_arms():
+    fast = bench.claims(_fake_throughput({"A": 3.0, "B": 4.0, "C": 2.5}, tuned={"A": 1.3, "B": 1.2, "C": 1.25}))
     assert fast.loc[0, "verdict"] == "holds" and fast.loc[0, "n"] == 9
     assert fast.loc[0, "estimate"] == pytest.approx(np.mean(np.log(bench.throughput_ratios(
         _fake_throughput({"A": 3.0, "B": 4.0, "C": 2.5}))["train_ratio"])) - np.log(2))
-    slow = bench.claims(_fake_throughput({"A": 1.1, "B": 1.2, "C": 1.3}))
-    assert slow.loc[0, "verdict"] == "does not hold"
-    # Memory and score rows exist even when nothing was measured, and say so.
-    assert (fast.loc[1:, "verdict"] == "inconclusive").all()
-    assert (fast.loc[1:, "observed"] == "not measured").all()
+    assert "best options" in fast.loc[1, "claim"] and fast.loc[1, "verdict"] == "holds" and fast.loc[1, "n"] == 9
+    slow = bench.claims(_fake_throughput({"A": 1.1, "B": 1.2, "C": 1.3}, tuned={"A": 0.8, "B": 0.9, "C": 0.85}))
+    assert slow.loc[0, "verdict"] == "does not hold" and slow.loc[1, "verdict"] == "does not hold"
+    # Without arm (b), its row says so; memory and score rows exist even when nothing was measured.
+    old = bench.claims(_fake_throughput({"A": 3.0, "B": 4.0, "C": 2.5}))
+    assert old.loc[0, "verdict"] == "holds" and old.loc[1, "observed"] == "not measured"
+    assert (fast.loc[2:, "verdict"] == "inconclusive").all()
+    assert (fast.loc[2:, "observed"] == "not measured").all()
+
+
+def test_tiny_throughput_runs_all_three_arms():
+    """Real MiniLM, 4 examples, 1 repetition, a sentence task and a NER task: every arm trains and
+    predicts, with the same threads; (b) and (c) in the auto precision, (a) in fp32."""
+    df = bench.throughput(("BIOSSES", "NCBI-disease"), "minilm-l6", n_examples=4, batch_size=2, reps=1,
+                          warmup=False, log=None)
+    assert list(df["arm"]) == ["baseline", "tuned_trainer", "blurblib"] * 2  # interleaved a, b, c
+    assert (df["train_examples_per_s"] > 0).all() and (df["eval_examples_per_s"] > 0).all()
+    assert (df["n_train"] == 4).all() and (df["n_eval"] == 4).all()
+    assert df["torch_threads"].nunique() == 1
+    auto = bench.best_precision("cpu")
+    assert list(df.set_index("arm").loc["baseline", "precision"]) == ["fp32", "fp32"]
+    assert set(df[df["arm"] != "baseline"]["precision"]) == {auto}
+    assert set(df[df["arm"] == "tuned_trainer"]["optim"]) == {bench.trainer_optim("cpu")[0]}
+    ner = df[df["task"] == "NCBI-disease"].set_index("arm")["train_tokens_per_example"]
+    assert ner["baseline"] == 512 and ner["tuned_trainer"] == ner["blurblib"] < 512
+    summary = bench.throughput_summary(df).set_index("task")
+    for col in ("train_ratio_median", "eval_ratio_median", "train_ratio_tuned_median", "eval_ratio_tuned_median",
+                "train_ratio_tuned_min", "train_ratio_tuned_max"):
+        assert (summary[col] > 0).all(), col
+    assert list(summary.index) == ["BIOSSES", "NCBI-disease", "geometric mean"]
+
+
+def test_throughput_default_tasks_and_arms():
+    assert bench.THROUGHPUT_TASKS == ("BIOSSES", "GAD", "NCBI-disease", "ChemProt", "HoC")
+    with pytest.raises(ConfigError, match="unknown throughput arm"):
+        bench.throughput(("GAD",), arms=("baseline", "nope"), log=None)
 
 
 def _fake_memory(peaks_by_k, blocks=12, reps=5):

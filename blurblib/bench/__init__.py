@@ -1,11 +1,13 @@
 """Speed and memory measurements: what blurblib's training path costs, and what freezing saves.
 
 Seed sweeps multiply every cost by seeds x techniques x tasks, so notebook 06 and
-`benchmarks/` (scripts that only print and save) measure four things, one module each:
+`blurb bench` (commands that only print and save) measure four things, one module each:
 
 * `speed`    - `throughput`: blurblib's loop (`train.run`: dynamic padding, length-grouped
-               batches, inference-mode evaluation) against the LinkBERT / HF example scripts'
-               baseline (max-length padding, a plain `transformers.Trainer`), interleaved.
+               batches, inference-mode evaluation, auto precision) against (a) the LinkBERT /
+               HF example scripts' baseline (max-length padding, a plain `transformers.Trainer`,
+               fp32) and (b) the same Trainer with its own best options (length grouping,
+               dynamic padding, bf16 where native, fused AdamW), interleaved a, b, c.
 * `memory`   - `memory_vs_freezing`: peak training memory of a fresh process for k frozen
                lower blocks, and the activation bytes autograd keeps (frozen blocks keep none).
 * `seeds`    - `seeds_parallel`: K seeds trained together (`stack_module_state` + `vmap`)
@@ -26,9 +28,9 @@ from .report import benchmarks_dir, save_benchmark, write_summary
 from .seeds import seeds_parallel, seeds_parallel_runs, train_parallel, train_sequential
 from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, MEMORY_SETTINGS, MEMORY_TASK, SEED_SETTINGS,
                        SLIMFIT_MEMORY_CUT, SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL, THROUGHPUT_TASKS,
-                       memory_settings, seed_settings)
-from .speed import (baseline_arm, baseline_max_length, blurblib_arm, pad_to_max_length, throughput,
-                    throughput_ratios, throughput_summary)
+                       THROUGHPUT_TUNED_GOAL, memory_settings, seed_settings)
+from .speed import (baseline_arm, baseline_max_length, best_precision, blurblib_arm, pad_to_max_length, throughput,
+                    throughput_ratios, throughput_summary, trainer_optim, tuned_trainer_arm)
 from .verdicts import claims, freeze_sweep, score_cost
 
 __all__ = [
@@ -38,7 +40,8 @@ __all__ = [
     "memory_vs_freezing", "parameter_table", "peak_rss_mb", "benchmarks_dir", "save_benchmark",
     "write_summary", "seeds_parallel", "seeds_parallel_runs", "train_parallel", "train_sequential",
     "FREEZE_FRACTIONS", "MEMORY_GOAL", "MEMORY_SETTINGS", "MEMORY_TASK", "SEED_SETTINGS",
-    "SLIMFIT_MEMORY_CUT", "SLIMFIT_SCORE_BUDGET", "THROUGHPUT_GOAL", "THROUGHPUT_TASKS", "memory_settings",
-    "seed_settings", "baseline_arm", "baseline_max_length", "blurblib_arm", "pad_to_max_length",
-    "throughput", "throughput_ratios", "throughput_summary", "claims", "freeze_sweep", "score_cost",
+    "SLIMFIT_MEMORY_CUT", "SLIMFIT_SCORE_BUDGET", "THROUGHPUT_GOAL", "THROUGHPUT_TASKS", "THROUGHPUT_TUNED_GOAL",
+    "memory_settings", "seed_settings", "baseline_arm", "baseline_max_length", "best_precision", "blurblib_arm",
+    "pad_to_max_length", "throughput", "throughput_ratios", "throughput_summary", "trainer_optim",
+    "tuned_trainer_arm", "claims", "freeze_sweep", "score_cost",
 ]

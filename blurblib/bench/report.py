@@ -45,6 +45,29 @@ def _range(median: float, lo: float, hi: float, fmt: str = ".2f", unit: str = ""
     return f"{median:{fmt}}{unit} ({lo:{fmt}}–{hi:{fmt}})"
 
 
+def _number(value: float) -> str:
+    return f"{value:.1f}" if value == value else "–"
+
+
+def _csv_sections(out_dir: Path) -> list[str]:
+    """Runs per hour by worker layout, and bf16 against fp32 on the same runs (CSV benchmarks)."""
+    from ..plots import to_markdown
+
+    lines = []
+    workers = out_dir / "workers.csv"
+    if workers.is_file():
+        w = pd.read_csv(workers)
+        table = w.groupby("arm", sort=False)["runs_per_hour"].agg(["median", "min", "max"]).reset_index()
+        table["runs per hour"] = [_range(a, b, c, ".1f") for a, b, c in zip(table["median"], table["min"], table["max"])]
+        lines += ["", "## Runs per hour of a real grid on every core (`blurb bench workers`)", "",
+                  to_markdown(table[["arm", "runs per hour"]])]
+    precision = out_dir / "precision.csv"
+    if precision.is_file():
+        lines += ["", "## bf16 autocast against fp32: same configs and seeds (`blurb bench precision`)", "",
+                  to_markdown(pd.read_csv(precision), floatfmt=".3g")]
+    return lines
+
+
 def write_summary(out_dir: Path | None = None) -> Path:
     """SUMMARY.md from the saved JSON files: every figure as median (min–max), with its machine."""
     from ..plots import to_markdown
@@ -66,21 +89,27 @@ def write_summary(out_dir: Path | None = None) -> Path:
         d = loaded["throughput"]
         st = d["settings"]
         s = pd.DataFrame(d["tables"]["summary"])
+        tuned = "tuned_trainer_train_ex_s" in s
         table = pd.DataFrame({
             "task": s["task"],
-            "baseline train ex/s": s["baseline_train_ex_s"].map(lambda v: f"{v:.1f}" if v == v else "–"),
-            "blurblib train ex/s": s["blurblib_train_ex_s"].map(lambda v: f"{v:.1f}" if v == v else "–"),
-            "train speed-up": [_range(a, b, c, unit="x") for a, b, c in
-                               zip(s["train_ratio_median"], s["train_ratio_min"], s["train_ratio_max"])],
-            "eval speed-up": [_range(a, b, c, unit="x") for a, b, c in
-                              zip(s["eval_ratio_median"], s["eval_ratio_min"], s["eval_ratio_max"])],
-            "tokens/example (baseline → blurblib)": [f"{a:.0f} → {b:.0f}" if b == b else "" for a, b in
-                                                      zip(s["baseline_tokens_per_ex"], s["blurblib_tokens_per_ex"])],
+            "(a) HF-example train ex/s": s["baseline_train_ex_s"].map(_number),
+            **({"(b) best-configured Trainer ex/s": s["tuned_trainer_train_ex_s"].map(_number)} if tuned else {}),
+            "(c) blurblib train ex/s": s["blurblib_train_ex_s"].map(_number),
+            "c / a train": [_range(a, b, c, unit="x") for a, b, c in
+                            zip(s["train_ratio_median"], s["train_ratio_min"], s["train_ratio_max"])],
+            **({"c / b train": [_range(a, b, c, unit="x") for a, b, c in
+                                zip(s["train_ratio_tuned_median"], s["train_ratio_tuned_min"], s["train_ratio_tuned_max"])]}
+               if tuned else {}),
+            "c / a eval": [_range(a, b, c, unit="x") for a, b, c in
+                           zip(s["eval_ratio_median"], s["eval_ratio_min"], s["eval_ratio_max"])],
+            "tokens/example (a → c)": [f"{a:.0f} → {b:.0f}" if b == b else "" for a, b in
+                                       zip(s["baseline_tokens_per_ex"], s["blurblib_tokens_per_ex"])],
         })
-        lines += ["", "## Training throughput: blurblib vs the HF example-script baseline", "",
+        lines += ["", "## Training throughput: blurblib vs the HF example-script baseline and the best-configured Trainer", "",
                   f"{st['model']}, batch {st['batch_size']}, {st['examples']} training examples per run, "
-                  f"{st['reps']} interleaved repetitions, {st['device']}. Baseline: {st['baseline']}. "
-                  f"blurblib: {st['blurblib']}. The geometric-mean row is over the per-task values.", "",
+                  f"{st['reps']} interleaved repetitions, {st['device']}. (a): {st['baseline']}. "
+                  + (f"(b): {st['tuned_trainer']}. " if st.get("tuned_trainer") else "")
+                  + f"(c) blurblib: {st['blurblib']}. The geometric-mean row is over the per-task values.", "",
                   to_markdown(table)]
     if "memory" in loaded:
         d = loaded["memory"]
@@ -116,6 +145,7 @@ def write_summary(out_dir: Path | None = None) -> Path:
         lines += ["", "## Seeds in parallel (vmap over stacked parameters) vs sequential", "",
                   f"{st['model']} on {st['task']}, {st['n_examples']} examples, batch {st['batch_size']}, max length "
                   f"{st['max_length']}, {st['device']}; {st['note']}.", "", to_markdown(table)]
+    lines += _csv_sections(out_dir)
     loads = {name: d["machine"].get("load_average_1min") for name, d in loaded.items()}
     if any(v is not None for v in loads.values()):
         lines += ["", "1-minute load average when each benchmark finished: " +

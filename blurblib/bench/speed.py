@@ -1,9 +1,20 @@
-"""Training throughput: blurblib's loop against the peer baseline of the HF example scripts.
+"""Training throughput: blurblib's loop against two configurations of `transformers.Trainer`.
 
-The baseline pads every sequence to the task's max length and trains with a plain
-`transformers.Trainer` (default settings); blurblib's arm is `train.run` exactly as a sweep
-calls it (dynamic padding, length-grouped batches, inference-mode evaluation). Both arms
-start from the same token ids, so they differ only in how the loop spends its time.
+Three arms, same model, head, tasks, batch size, examples, seed, one epoch and torch threads,
+all starting from the very same token ids:
+
+* (a) `baseline` - the HF example scripts (LinkBERT's `run_seqcls.py` / `run_ner.py`): every
+  sequence padded to the task's max length (`padding="max_length"`), a plain Trainer with its
+  default settings, fp32.
+* (b) `tuned_trainer` - the same Trainer given its own best options here: length-grouped batches
+  with dynamic padding (`DataCollatorWithPadding` / `DataCollatorForTokenClassification`),
+  bf16 autocast where the device computes bf16 natively (`precision.resolve("auto")`), the fused
+  AdamW kernel; dataloader defaults. What it got is recorded per row (`precision`, `optim`).
+* (c) `blurblib` - `train.run` exactly as a sweep calls it (dynamic padding, length-grouped
+  batches, fused AdamW, inference-mode evaluation) at `precision.resolve("auto")`.
+
+So c/a is what blurblib gains over the scripts people copy, c/b what it gains over the Trainer
+configured as well as the Trainer allows.
 """
 from __future__ import annotations
 
@@ -16,8 +27,11 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from .. import encoding, models, tasks, train
+from .. import encoding, models, precision, tasks, train
+from ..errors import ConfigError
 from .settings import THROUGHPUT_TASKS
+
+BASELINE, TUNED, BLURBLIB = "baseline", "tuned_trainer", "blurblib"  # arms (a), (b), (c)
 
 
 def pad_to_max_length(split, task: str, tokenizer, max_length: int):
@@ -48,12 +62,44 @@ def baseline_max_length(task: str, tokenizer) -> int:
     return encoding._max_length(tasks.get(task), tokenizer, None)
 
 
-def _bench_config(task: str, model: str, n_examples: int, batch_size: int, seed: int) -> train.RunConfig:
-    """The stock transformers head the HF baseline has (`cls`, `token` for NER): both arms train
+def best_precision(device: str = "cpu") -> str:
+    """What arms (b) and (c) train in: bf16 autocast where `device` computes bf16 natively, else fp32."""
+    return precision.resolve("auto", device)
+
+
+_OPTIM_CACHE: dict[str, tuple[str, str]] = {}
+
+
+def trainer_optim(device: str = "cpu") -> tuple[str, str]:
+    """The Trainer's fused AdamW (`optim="adamw_torch_fused"`) if this transformers knows the name
+    and this torch has the kernel on `device` (one real step on a tiny tensor), else `adamw_torch`.
+    Returns (optim, why) - `why` is "" unless it fell back."""
+    if device in _OPTIM_CACHE:
+        return _OPTIM_CACHE[device]
+    from transformers.training_args import OptimizerNames
+
+    choice = ("adamw_torch_fused", "")
+    if "adamw_torch_fused" not in {o.value for o in OptimizerNames}:
+        choice = ("adamw_torch", "this transformers has no adamw_torch_fused")
+    else:
+        try:
+            weight = torch.zeros(4, device=device, requires_grad=True)
+            optimizer = torch.optim.AdamW([weight], fused=True)
+            weight.sum().backward()
+            optimizer.step()
+        except (RuntimeError, TypeError, ValueError) as err:  # no fused kernel for this device / torch
+            choice = ("adamw_torch", f"fused AdamW unavailable on {device}: {err}".splitlines()[0][:200])
+    _OPTIM_CACHE[device] = choice
+    return choice
+
+
+def _bench_config(task: str, model: str, n_examples: int, batch_size: int, seed: int,
+                  run_precision: str = "fp32") -> train.RunConfig:
+    """The stock transformers head the HF baseline has (`cls`, `token` for NER): all arms train
     the same model."""
     head = "token" if tasks.get(task).head_kind == "token_classification" else "cls"
     return train.RunConfig(task=task, model=model, train_limit=n_examples, eval_limit=n_examples, epochs=1,
-                           batch_size=batch_size, seed=seed, head=head)
+                           batch_size=batch_size, seed=seed, head=head, precision=run_precision)
 
 
 class _LoopTimer(TrainerCallback):
@@ -68,59 +114,136 @@ class _LoopTimer(TrainerCallback):
         self.seconds = time.perf_counter() - self._start
 
 
+def _trainer_args(out_dir: str, batch_size: int, seed: int, device: str, **options):
+    """TrainingArguments with only what a benchmark needs: batch size (eval 2x, as blurblib's),
+    one epoch, no checkpoint files, no logging integrations, no progress bar; plus `options`."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(output_dir=out_dir, per_device_train_batch_size=batch_size,
+                             per_device_eval_batch_size=2 * batch_size, num_train_epochs=1, seed=seed,
+                             report_to="none", save_strategy="no", disable_tqdm=True,
+                             use_cpu=not device.startswith("cuda"), **options)
+
+
+def _group_by_length_option() -> dict:
+    """`group_by_length=True` in the TrainingArguments of this transformers: transformers 5 replaced
+    the flag by `train_sampling_strategy="group_by_length"` (which also length-groups predict)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in fields:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
+def _time_trainer(net, args, train_set, eval_set, collator) -> tuple[float, float, str]:
+    """Train one epoch (loop time only) then predict on `eval_set` (wall time). Also returns the
+    precision the Trainer really computed in: "bf16" only if its accelerator autocasts to bf16."""
+    from transformers import Trainer
+
+    timer = _LoopTimer()
+    trainer = Trainer(model=net, args=args, train_dataset=train_set, data_collator=collator, callbacks=[timer])
+    trainer.remove_callback(PrinterCallback)  # without a progress bar it prints its metrics dict
+    trainer.train()
+    start = time.perf_counter()
+    trainer.predict(eval_set)
+    eval_seconds = time.perf_counter() - start
+    accelerator = trainer.accelerator
+    used = "bf16" if accelerator.native_amp and str(accelerator.mixed_precision) == "bf16" else "fp32"
+    return timer.seconds, eval_seconds, used
+
+
 def baseline_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, batch_size: int = 16,
                  device: str = "cpu", seed: int = 1) -> dict:
-    """The peer baseline: padding="max_length" + a plain `transformers.Trainer`, default settings.
+    """(a) The peer baseline: padding="max_length" + a plain `transformers.Trainer`, default settings, fp32.
 
-    Only what a benchmark needs is set: batch size, one epoch, no checkpoint files, no logging
-    integrations, no progress bar. The eval batch size matches blurblib's (2x the train batch)
-    so that the eval figure compares padding and inference mode, not batch size.
+    The eval batch size matches blurblib's (2x the train batch) so that the eval figure compares
+    padding and inference mode, not batch size. The default optimizer is whatever this transformers
+    defaults to (`adamw_torch_fused` from torch 2.8 on, `optim` records it).
     """
-    from transformers import Trainer, TrainingArguments, default_data_collator, set_seed
+    from transformers import default_data_collator, set_seed
 
     config = _bench_config(task, model, n_examples, batch_size, seed)
     set_seed(seed)
     net, tokenizer = models.load(model, task)
-    raw, encoded = train.prepare_data(config, tokenizer)
+    _, encoded = train.prepare_data(config, tokenizer)
     max_length = baseline_max_length(task, tokenizer)
     train_set = pad_to_max_length(encoded["train"], task, tokenizer, max_length)
     eval_set = pad_to_max_length(encoded["dev"], task, tokenizer, max_length)
-    timer = _LoopTimer()
     with tempfile.TemporaryDirectory() as out_dir:
-        args = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=batch_size,
-                                 per_device_eval_batch_size=2 * batch_size, num_train_epochs=1, seed=seed,
-                                 report_to="none", save_strategy="no", disable_tqdm=True,
-                                 use_cpu=not device.startswith("cuda"))
-        trainer = Trainer(model=net, args=args, train_dataset=train_set, data_collator=default_data_collator,
-                          callbacks=[timer])
-        trainer.remove_callback(PrinterCallback)  # without a progress bar it prints its metrics dict
-        trainer.train()
-        start = time.perf_counter()
-        trainer.predict(eval_set)
-        eval_seconds = time.perf_counter() - start
-    return {"arm": "baseline", "task": task, "n_train": len(train_set), "n_eval": len(eval_set),
-            "train_seconds": timer.seconds, "eval_seconds": eval_seconds,
-            "train_tokens_per_example": float(max_length), "mean_length": float(np.mean(encoded["train"]["length"]))}
+        args = _trainer_args(out_dir, batch_size, seed, device)
+        train_seconds, eval_seconds, used = _time_trainer(net, args, train_set, eval_set, default_data_collator)
+    return {"arm": BASELINE, "task": task, "n_train": len(train_set), "n_eval": len(eval_set),
+            "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "train_tokens_per_example": float(max_length), "mean_length": float(np.mean(encoded["train"]["length"])),
+            "precision": used, "optim": str(getattr(args.optim, "value", args.optim)), "note": ""}
+
+
+def tuned_trainer_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, batch_size: int = 16,
+                      device: str = "cpu", seed: int = 1) -> dict:
+    """(b) The same `transformers.Trainer` with its own best options here: length-grouped batches
+    and dynamic padding (`DataCollatorWithPadding`, `DataCollatorForTokenClassification` for NER: the
+    collators of the HF example scripts when they do not pad to max length),
+    `bf16=True` where `precision.resolve("auto", device)` says the device computes bf16 natively
+    (on a CPU the Trainer needs `use_cpu`; accelerate then runs forward passes - predict included -
+    under CPU bf16 autocast), `optim="adamw_torch_fused"` (or `adamw_torch` where unavailable:
+    `note` says why). Dataloader settings stay at their defaults."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, set_seed
+
+    run_precision = best_precision(device)
+    optim, note = trainer_optim(device)
+    config = _bench_config(task, model, n_examples, batch_size, seed)
+    set_seed(seed)
+    net, tokenizer = models.load(model, task)
+    _, encoded = train.prepare_data(config, tokenizer)
+    columns = [c for c in encoding.MODEL_COLUMNS if c in encoded["train"].column_names]
+    train_set, eval_set = encoded["train"].select_columns(columns), encoded["dev"].select_columns(columns)
+    if tasks.get(task).head_kind == "token_classification":
+        collator = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=encoding.IGNORE_INDEX)
+    else:
+        collator = DataCollatorWithPadding(tokenizer)
+    with tempfile.TemporaryDirectory() as out_dir:
+        options = dict(bf16=run_precision == "bf16", **_group_by_length_option())
+        try:
+            args = _trainer_args(out_dir, batch_size, seed, device, optim=optim, **options)
+        except ValueError as err:  # this transformers rejects the optimizer name for this device
+            if optim == "adamw_torch":
+                raise
+            optim, note = "adamw_torch", f"TrainingArguments rejected {optim}: {err}".splitlines()[0][:200]
+            args = _trainer_args(out_dir, batch_size, seed, device, optim=optim, **options)
+        train_seconds, eval_seconds, used = _time_trainer(net, args, train_set, eval_set, collator)
+    if used != run_precision:
+        note = "; ".join(filter(None, [note, f"asked the Trainer for {run_precision}, it computed in {used}"]))
+    return {"arm": TUNED, "task": task, "n_train": len(train_set), "n_eval": len(eval_set),
+            "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "train_tokens_per_example": _padded_tokens_per_example(encoded["train"], batch_size, seed),
+            "mean_length": float(np.mean(encoded["train"]["length"])),
+            "precision": used, "optim": optim, "note": note}
 
 
 def blurblib_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, batch_size: int = 16,
                  device: str = "cpu", seed: int = 1) -> dict:
-    """blurblib's own path: `train.run` exactly as a sweep calls it (its loop timer), then
-    `train.predict_logits` on the same eval examples, timed the same way as the baseline's predict."""
-    config = _bench_config(task, model, n_examples, batch_size, seed)
+    """(c) blurblib's own path: `train.run` exactly as a sweep calls it (its loop timer), at
+    `precision.resolve("auto", device)`, then `train.predict_logits` on the same eval examples in
+    that precision, timed the same way as the Trainers' predict."""
+    run_precision = best_precision(device)
+    config = _bench_config(task, model, n_examples, batch_size, seed, run_precision)
     record = train.run(config, device=device, progress=False)
     net, tokenizer = models.load(model, task)
     net.to(device)
     _, encoded = train.prepare_data(config, tokenizer)
     collate = encoding.collator(task, tokenizer)
     start = time.perf_counter()
-    train.predict_logits(net, encoded["dev"], collate, batch_size, device)
+    train.predict_logits(net, encoded["dev"], collate, batch_size, device, dtype=run_precision)
     eval_seconds = time.perf_counter() - start
     n_train = record["n_train"]
-    return {"arm": "blurblib", "task": task, "n_train": n_train, "n_eval": len(encoded["dev"]),
+    return {"arm": BLURBLIB, "task": task, "n_train": n_train, "n_eval": len(encoded["dev"]),
             "train_seconds": n_train / record["train_examples_per_s"], "eval_seconds": eval_seconds,
             "train_tokens_per_example": _padded_tokens_per_example(encoded["train"], batch_size, seed),
-            "mean_length": float(np.mean(encoded["train"]["length"]))}
+            "mean_length": float(np.mean(encoded["train"]["length"])),
+            "precision": run_precision, "optim": trainer_optim(device)[0], "note": ""}  # make_optimizer: fused if any
 
 
 def _padded_tokens_per_example(split, batch_size: int, seed: int) -> float:
@@ -133,65 +256,105 @@ def _padded_tokens_per_example(split, batch_size: int, seed: int) -> float:
     return sum(max(lengths[i] for i in b) * len(b) for b in batches) / len(order)
 
 
-ARMS = {"baseline": baseline_arm, "blurblib": blurblib_arm}
+ARMS = {BASELINE: baseline_arm, TUNED: tuned_trainer_arm, BLURBLIB: blurblib_arm}  # the interleaving order
 
 
 def throughput(task_names=THROUGHPUT_TASKS, model: str = "minilm-l6", n_examples: int = 128, batch_size: int = 16,
-               reps: int = 3, device: str = "cpu", warmup: bool = True, log=print) -> pd.DataFrame:
-    """Interleaved repetitions (baseline, blurblib, baseline, blurblib, ...) per task.
+               reps: int = 3, device: str = "cpu", warmup: bool = True, log=print, threads: int | None = None,
+               arms=tuple(ARMS)) -> pd.DataFrame:
+    """Interleaved repetitions (a, b, c, a, b, c, ...) per task: see the module docstring for the arms.
 
-    One row per (task, rep, arm) with train and eval examples/s. A short untimed warm-up of
-    both arms first, so neither pays the process's one-time costs (kernel selection, imports).
+    One row per (task, rep, arm) with train and eval examples/s, the arm's precision and
+    optimizer, and the torch threads it ran with: `threads` (default: the process's current
+    count) is set before every arm, so all three compute with the same number. A short untimed
+    warm-up of every arm first, so none pays the process's one-time costs (kernel selection,
+    imports).
     """
     for task in task_names:
         tasks.get(task)  # an unknown name fails now, not after the first task's repetitions
     models.get(model)
-    if warmup:
-        for arm in ARMS.values():
-            arm(task_names[0], model, batch_size, batch_size, device)
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ConfigError(f"unknown throughput arm(s) {unknown}; use {', '.join(ARMS)}")
+    arms = [a for a in ARMS if a in arms]  # always a, b, c order
+    before = torch.get_num_threads()
+    threads = int(threads or before)
     rows = []
-    for task in task_names:
-        for rep in range(reps):
-            for name, arm in ARMS.items():
-                row = arm(task, model, n_examples, batch_size, device)
-                row.update(rep=rep, model=model, batch_size=batch_size, device=device,
-                           train_examples_per_s=row["n_train"] / row["train_seconds"],
-                           eval_examples_per_s=row["n_eval"] / row["eval_seconds"])
-                rows.append(row)
-                if log:
-                    log(f"{task:13s} rep {rep} {name:8s} train {row['train_examples_per_s']:7.1f} ex/s   "
-                        f"eval {row['eval_examples_per_s']:7.1f} ex/s")
+    try:
+        if warmup:
+            for name in arms:
+                torch.set_num_threads(threads)
+                ARMS[name](task_names[0], model, batch_size, batch_size, device)
+        for task in task_names:
+            for rep in range(reps):
+                for name in arms:
+                    torch.set_num_threads(threads)
+                    row = ARMS[name](task, model, n_examples, batch_size, device)
+                    row.update(rep=rep, model=model, batch_size=batch_size, device=device,
+                               torch_threads=torch.get_num_threads(),
+                               train_examples_per_s=row["n_train"] / row["train_seconds"],
+                               eval_examples_per_s=row["n_eval"] / row["eval_seconds"])
+                    rows.append(row)
+                    if log:
+                        log(f"{task:13s} rep {rep} {name:13s} {row['precision']:4s} train "
+                            f"{row['train_examples_per_s']:7.1f} ex/s   eval {row['eval_examples_per_s']:7.1f} ex/s")
+    finally:
+        torch.set_num_threads(before)
     return pd.DataFrame(rows)
 
 
+# Ratio columns: blurblib (c) over each Trainer arm. `train_ratio` / `eval_ratio` keep their
+# original meaning, c/a; the `_tuned` ones are c/b.
+RATIOS = {"": BASELINE, "_tuned": TUNED}
+
+
 def throughput_ratios(df: pd.DataFrame) -> pd.DataFrame:
-    """blurblib / baseline examples/s per (task, rep): each pair ran back to back."""
+    """blurblib / each Trainer arm, examples/s per (task, rep): each triple ran back to back.
+
+    Columns `train_ratio`, `eval_ratio` (c/a) and `train_ratio_tuned`, `eval_ratio_tuned` (c/b);
+    a ratio whose arm was not measured is left out."""
     wide = df.pivot_table(index=["task", "rep"], columns="arm", values=["train_examples_per_s", "eval_examples_per_s"])
-    out = pd.DataFrame({
-        "train_ratio": wide[("train_examples_per_s", "blurblib")] / wide[("train_examples_per_s", "baseline")],
-        "eval_ratio": wide[("eval_examples_per_s", "blurblib")] / wide[("eval_examples_per_s", "baseline")],
-    })
+    out = pd.DataFrame(index=wide.index)
+    present = set(df["arm"])
+    for suffix, arm in RATIOS.items():
+        if arm in present and BLURBLIB in present:
+            for what in ("train", "eval"):
+                col = f"{what}_examples_per_s"
+                out[f"{what}_ratio{suffix}"] = wide[(col, BLURBLIB)] / wide[(col, arm)]
     return out.reset_index()
 
 
 def throughput_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per task: examples/s of each arm (median) and the ratio's median/min/max; a last row holds
-    the geometric mean over tasks of the median ratios."""
+    """Per task: each arm's train and eval examples/s (`<arm>_train_ex_s` median, `_min`, `_max`;
+    same for `_eval_ex_s`), tokens per example, precision; the ratios c/a (`train_ratio_*`,
+    `eval_ratio_*`) and c/b (`train_ratio_tuned_*`, `eval_ratio_tuned_*`) as median/min/max over
+    repetitions. A last row holds the geometric mean over tasks of each ratio column."""
     ratios = throughput_ratios(df)
+    ratio_cols = [c for c in ratios.columns if "ratio" in c]
+    arms = [a for a in ARMS if a in set(df["arm"])]
     rows = []
-    for task, group in ratios.groupby("task", sort=False):
-        arms = df[df["task"] == task].groupby("arm")
-        rows.append({
-            "task": task, "reps": len(group),
-            "baseline_train_ex_s": float(arms.get_group("baseline")["train_examples_per_s"].median()),
-            "blurblib_train_ex_s": float(arms.get_group("blurblib")["train_examples_per_s"].median()),
-            "train_ratio_median": float(group["train_ratio"].median()),
-            "train_ratio_min": float(group["train_ratio"].min()), "train_ratio_max": float(group["train_ratio"].max()),
-            "eval_ratio_median": float(group["eval_ratio"].median()),
-            "eval_ratio_min": float(group["eval_ratio"].min()), "eval_ratio_max": float(group["eval_ratio"].max()),
-            "baseline_tokens_per_ex": float(arms.get_group("baseline")["train_tokens_per_example"].median()),
-            "blurblib_tokens_per_ex": float(arms.get_group("blurblib")["train_tokens_per_example"].median()),
-        })
+    by_task = dict(tuple(ratios.groupby("task", sort=False)))
+    for task in (t for t in dict.fromkeys(df["task"]) if t in by_task):  # the order the tasks ran in
+        group = by_task[task]
+        by_arm = df[df["task"] == task].groupby("arm")
+        row = {"task": task, "reps": len(group)}
+        for arm in arms:
+            g = by_arm.get_group(arm)
+            for what in ("train", "eval"):
+                values = g[f"{what}_examples_per_s"]
+                row[f"{arm}_{what}_ex_s"] = float(values.median())
+                row[f"{arm}_{what}_ex_s_min"] = float(values.min())
+                row[f"{arm}_{what}_ex_s_max"] = float(values.max())
+        for col in ratio_cols:
+            row[f"{col}_median"] = float(group[col].median())
+            row[f"{col}_min"] = float(group[col].min())
+            row[f"{col}_max"] = float(group[col].max())
+        for arm in arms:
+            row[f"{arm}_tokens_per_ex"] = float(by_arm.get_group(arm)["train_tokens_per_example"].median())
+        if "precision" in df.columns:
+            for arm in arms:
+                row[f"{arm}_precision"] = "/".join(sorted(set(by_arm.get_group(arm)["precision"])))
+        rows.append(row)
     summary = pd.DataFrame(rows)
     if len(summary):
         geo = {"task": "geometric mean", "reps": int(summary["reps"].min())}

@@ -8,7 +8,7 @@ import pandas as pd
 from .. import models, stats
 from .memory import freeze_depths
 from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, MEMORY_SETTINGS, SLIMFIT_MEMORY_CUT, SLIMFIT_SCORE_BUDGET,
-                       THROUGHPUT_GOAL)
+                       THROUGHPUT_GOAL, THROUGHPUT_TUNED_GOAL)
 from .speed import throughput_ratios
 
 
@@ -75,10 +75,15 @@ def claims(throughput_df: pd.DataFrame | None = None, memory: pd.DataFrame | Non
     """Claim vs observed, one `stats.Comparison` per row plus a readable `observed` column."""
     rows = []
     if throughput_df is not None and len(throughput_df):
-        ratios = throughput_ratios(throughput_df)["train_ratio"]
-        rows.append(_ratio_claim(f"blurblib trains >= {THROUGHPUT_GOAL:g}x the examples/s of the HF-Trainer max-length "
-                                 "baseline (geometric mean over tasks)", ratios, THROUGHPUT_GOAL,
-                                 "blurblib/baseline train examples/s"))
+        ratios = throughput_ratios(throughput_df)
+        rows.append(_ratio_claim(f"blurblib trains >= {THROUGHPUT_GOAL:g}x the examples/s of the HF example-script "
+                                 "baseline (max-length padding, Trainer defaults, fp32; geometric mean over tasks)",
+                                 ratios.get("train_ratio", []), THROUGHPUT_GOAL, "blurblib/baseline train examples/s"))
+        rows.append(_ratio_claim(f"blurblib trains >= {THROUGHPUT_TUNED_GOAL:g}x the examples/s of transformers.Trainer "
+                                 "with its own best options (length-grouped dynamic padding, bf16 where native, "
+                                 "fused AdamW; geometric mean over tasks)",
+                                 ratios.get("train_ratio_tuned", []), THROUGHPUT_TUNED_GOAL,
+                                 "blurblib/tuned-Trainer train examples/s"))
     which, cuts = _memory_cuts(memory, 0.5)
     rows.append(_ratio_claim(f"freezing half the blocks cuts peak training memory >= {MEMORY_GOAL:g}x ({which or 'BERT-base shape'})",
                              cuts, MEMORY_GOAL, "peak(k=0)/peak(k=L/2)"))
