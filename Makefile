@@ -18,7 +18,7 @@ help:
 	@echo "make reproduce   run every notebook (PROFILE=$(PROFILE)) and write outputs/REPORT.md"
 	@echo "make test        unit tests + nbval over notebooks/ (smoke profile)"
 	@echo "make lab         JupyterLab on the same environment"
-	@echo "make bench       speed and memory benchmarks -> outputs/benchmarks/"
+	@echo "make bench       speed and memory benchmarks (blurb bench all) -> outputs/benchmarks/"
 	@echo "make data        link data/blurb to $(SHARED)/data/blurb"
 
 $(STAMP): requirements.lock pyproject.toml
@@ -53,10 +53,10 @@ test-notebooks: $(STAMP) data models-mpnet clean-smoke
 test: test-unit test-notebooks
 
 reproduce: $(STAMP) data models-mpnet
-	$(BIN)/python -m blurblib.reproduce --profile $(PROFILE) $(if $(FRESH),--fresh,)
+	$(BIN)/blurb reproduce --profile $(PROFILE) $(if $(FRESH),--fresh,)
 
 bench: $(STAMP) data
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/blurb bench all
 
 # Jupyter refuses to start as root unless told (containers and cloud VMs often run as root);
 # --allow-root is passed only then, so a normal user keeps Jupyter's own check.

@@ -5,11 +5,17 @@
     blurb finetune --task T --model M ... one config over a range of seeds
     blurb calibrate [--tasks T ...]       each task's recipe chosen on dev (cached grid)
     blurb sweep SPEC.yaml --out DIR       a grid, resumable; --dry-run prints the plan
+    blurb reproduce [--profile P] [--fresh] [--only NB ...]
+                                          every notebook via papermill, then outputs/REPORT.md
+    blurb bench throughput|memory|seeds|precision|workers|gpu|all [--quick] [--device D] [--out DIR]
+                                          speed and memory benchmarks -> outputs/benchmarks/
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import typing
 
 from .errors import BlurbError, ConfigError
 
@@ -30,18 +36,55 @@ def _models_list(args: argparse.Namespace) -> int:
 
 
 def _models_install(args: argparse.Namespace) -> int:
-    from . import models
+    from . import models, packs
 
-    path = models.install(args.name, force=args.force)
+    models.get(args.name)  # an unknown name is named as such, not as "not a pack"
+    path = packs.install(args.name, force=args.force)
     print(f"{args.name} installed at {path}")
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from . import sweep
+    return _run_or_plan(finetune_configs(args), args)
 
-    configs = sweep.configs_from_cli(args)
-    return _run_or_plan(configs, args)
+
+# RunConfig fields the finetune command sets another way (named, or a range of seeds), and what
+# it uses for a field that neither a flag nor --profile sets, where that differs from RunConfig's.
+_NOT_FLAGS = ("task", "model", "seed")
+_CLI_DEFAULTS = {"precision": "auto"}
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, typed and documented by the field itself (as
+    `transformers.HfArgumentParser` does): a new field is a new flag with no edit here."""
+    from .config import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    for field in dataclasses.fields(RunConfig):
+        if field.name in _NOT_FLAGS:
+            continue
+        kind = next(t for t in (*typing.get_args(hints[field.name]), hints[field.name]) if t is not type(None))
+        default = _CLI_DEFAULTS.get(field.name, field.default)
+        extra = ", or auto (bf16 where the device computes it natively)" if field.name == "precision" else ""
+        p.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None,
+                       help=f"{field.metadata['help']}{extra} (default: {default})")
+
+
+def finetune_configs(args: argparse.Namespace) -> list:
+    """`blurb finetune` arguments -> one RunConfig per seed: the profile's settings for the task
+    (with --profile), then the technique's knob at its usual value, then every flag given."""
+    from . import profiles, sweep, tasks
+    from .config import RunConfig, technique_knobs
+    from .precision import resolve
+
+    task = tasks.get(args.task).name
+    fields = profiles.task_settings(args.profile, task, args.device) if args.profile else {}
+    fields.update(technique_knobs(args.technique))
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+             if f.name not in _NOT_FLAGS and getattr(args, f.name, None) is not None}
+    fields.update(given)
+    fields["precision"] = resolve(fields.get("precision", _CLI_DEFAULTS["precision"]), args.device)
+    return [RunConfig(task=task, model=args.model, seed=seed, **fields) for seed in sweep.parse_seeds(args.seeds)]
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -88,6 +131,21 @@ def _check_device(name: str, need_it: bool) -> None:
         raise ConfigError(f"--device {name}: no CUDA GPU is visible here; use --device cpu, or --dry-run to plan GPU hours")
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from . import reproduce
+
+    reproduce.run(args.profile, fresh=args.fresh, only=args.only, backend=args.backend, address=args.address)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench_commands
+
+    # `gpu` looks for CUDA itself and says when it skipped; the others need the device they are given.
+    _check_device(args.device, need_it=args.benchmark != "gpu")
+    return bench_commands.run(args)
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="outputs/results", help="results store folder")
     p.add_argument("--device", default="cpu")
@@ -117,20 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft = sub.add_parser("finetune", help="fine-tune one config over seeds")
     ft.add_argument("--task", required=True)
     ft.add_argument("--model", default="minilm-l6")
-    ft.add_argument("--technique", default="standard")
-    ft.add_argument("--freeze-layers", type=int, default=None)
-    ft.add_argument("--reinit-layers", type=int, default=None)
-    ft.add_argument("--llrd-decay", type=float, default=None)
-    ft.add_argument("--mixout", type=float, default=None)
-    ft.add_argument("--lpft-epochs", type=int, default=None, help="LP-FT: epochs training only the head first")
-    ft.add_argument("--head", default=None, help="cls, mean, biencoder or token (default: the model's native head)")
-    ft.add_argument("--precision", default="auto", help="fp32, bf16 or auto (bf16 where the device has it)")
-    ft.add_argument("--eval-limit", type=int, default=None)
-    ft.add_argument("--lr", type=float, default=None)
-    ft.add_argument("--batch-size", type=int, default=None)
-    ft.add_argument("--epochs", type=int, default=None)
-    ft.add_argument("--max-length", type=int, default=None)
-    ft.add_argument("--train-limit", type=int, default=None)
+    ft.add_argument("--profile", default=None, help="start from a notebook profile's settings for the task "
+                    "(smoke, default, full, paper), so the run is the notebook's run; flags override them")
+    ft.add_argument("--technique", default="standard", help="a technique of the registry at its usual value "
+                    "(standard, freeze, llrd, reinit, mixout, lpft); a knob flag overrides the value")
+    _add_config_flags(ft)
     ft.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3,7")
     _add_run_options(ft)
     ft.set_defaults(func=_finetune)
@@ -145,6 +194,30 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("spec")
     _add_run_options(sw)
     sw.set_defaults(func=_sweep)
+
+    rep = sub.add_parser("reproduce", help="execute every numbered notebook (papermill), then write outputs/REPORT.md",
+                         description="Execute every numbered notebook under one profile with papermill (executed "
+                                     "copies in outputs/notebooks/), then write outputs/REPORT.md: one section per "
+                                     "finding with its figures and claim table. Finished runs in the profile's "
+                                     "results store are reused, so a killed reproduction resumes; a notebook that "
+                                     "fails stops it, naming the notebook and the cell.")
+    rep.add_argument("--profile", default="default", help="smoke, default, full or paper (default: default)")
+    rep.add_argument("--fresh", action="store_true",
+                     help="train from an empty results store (the existing one is moved aside)")
+    rep.add_argument("--only", nargs="*", help="notebook stems or numbers, e.g. 03 05_blurb_score")
+    rep.add_argument("--backend", default="local", help="where the notebooks' sweeps train: local (processes "
+                     "here) or ray (one Ray task per run); the notebooks' BACKEND parameter")
+    rep.add_argument("--address", default=None, help="with --backend ray: the cluster (host:port, ray://..., auto); "
+                     "the notebooks' RAY_ADDRESS parameter")
+    rep.set_defaults(func=_reproduce)
+
+    from . import bench_commands  # argparse set-up only: the measuring code is imported when a benchmark runs
+
+    bench = sub.add_parser("bench", help="speed and memory benchmarks -> outputs/benchmarks/",
+                           description="Speed and memory benchmarks. Each prints its figures and writes them "
+                                       "(JSON, CSV, PNG) to outputs/benchmarks/, or with --quick (a seconds-long "
+                                       "sanity run of the same code) to outputs/smoke/benchmarks/.")
+    bench_commands.add_parsers(bench.add_subparsers(dest="benchmark", required=True), func=_bench)
     return parser
 
 

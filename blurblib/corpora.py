@@ -1,4 +1,5 @@
-"""Plain-text corpora for continued masked-language-model pretraining (issue 6).
+"""Plain-text corpora for continued masked-language-model pretraining: the domain-corpus half of the
+pretraining-sensitivity experiment (notebook 01).
 
 Two corpora of similar size, read straight from their zip files in `paths.corpora_dir()`
 (nothing is extracted to disk):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import metrics, stats, tasks
+from . import metrics, stats, tasks, techniques
 from .errors import ConfigError
 
 # Tinn et al. (2023), quoted where the notebooks test them.
@@ -30,7 +30,7 @@ def technique_claims(df: pd.DataFrame, baseline: str = "standard") -> pd.DataFra
     rows = []
     for model, group in df.groupby("model", sort=True):
         for technique in sorted(set(group["technique"]) - {baseline}):
-            family = technique.rstrip("0123456789.").split("+")[0]
+            family = techniques.family(group[group["technique"] == technique].iloc[0])
             claim = CLAIMS.get(family, f"{technique} beats {baseline}")
             c = stats.paired(group, "technique", technique, baseline, claim=claim)
             rows.append({"model": model, "technique": technique, **c.as_dict()})
@@ -151,10 +151,9 @@ def domain_gap_claim(summary: pd.DataFrame, model: str) -> pd.DataFrame:
 def knob_slice(df: pd.DataFrame, knob: str) -> pd.DataFrame:
     """Runs in which only `knob` departs from plain fine-tuning (its neutral value included),
     for a score-against-knob curve."""
-    from .techniques import NEUTRAL
-
-    others = [k for k in NEUTRAL if k != knob]
-    keep = np.logical_and.reduce([df[k] == NEUTRAL[k] for k in others])
+    neutral = techniques.neutral_knobs()
+    others = [k for k in neutral if k != knob]
+    keep = np.logical_and.reduce([df[k] == neutral[k] for k in others])
     return df[keep].sort_values(knob)
 
 

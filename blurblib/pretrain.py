@@ -1,4 +1,4 @@
-"""Continued masked-language-model (MLM) pretraining of an encoder, and the four arms of issue 6.
+"""Continued masked-language-model (MLM) pretraining of an encoder, and the four arms of notebook 01.
 
 Tinn et al.'s first finding is that pretraining settings (domain text, domain vocabulary) change
 how well and how stably a model fine-tunes. No biomedical checkpoint can be downloaded here, so we
@@ -80,6 +80,7 @@ class PretrainConfig:
     whole_word_masking: bool = False
     head_warmup_steps: int = 0
     seed: int = 0
+    precision: str = "fp32"  # "bf16": autocast on CPUs that compute it natively (`precision.resolve("auto")`)
 
     @property
     def steps(self) -> int:
@@ -117,12 +118,14 @@ class PretrainConfig:
             "warmup_ratio": 0 <= self.warmup_ratio < 1,
             "mlm_probability": 0 < self.mlm_probability < 1,
             "head_warmup_steps": 0 <= self.head_warmup_steps <= self.steps,
+            "precision": self.precision in ("fp32", "bf16"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ConfigError(f"PretrainConfig has invalid {values}; seq_length must be 8..512, mlm_probability "
-                              "in (0, 1), warmup_ratio in [0, 1), head_warmup_steps at most the number of steps, the rest positive")
+                              "in (0, 1), warmup_ratio in [0, 1), head_warmup_steps at most the number of steps, "
+                              "precision fp32 or bf16, the rest positive")
 
 
 def _short(n: int) -> str:
@@ -304,8 +307,9 @@ def _block_order(n_blocks: int, n_needed: int, seed: int) -> list[int]:
 def train_mlm(model, tokenizer, blocks: dict, config: PretrainConfig, progress: bool = True) -> list[float]:
     """The MLM loop (AdamW, linear warm-up/decay, clipping): one loss per step. Deterministic on CPU
     for a given config, blocks and seed."""
-    import torch
-    from transformers import get_linear_schedule_with_warmup, set_seed
+    from transformers import set_seed
+
+    from . import optim, precision, techniques
 
     n_blocks = len(blocks["input_ids"])
     if n_blocks == 0:
@@ -314,14 +318,8 @@ def train_mlm(model, tokenizer, blocks: dict, config: PretrainConfig, progress: 
     set_seed(config.seed)
     collator = mlm_collator(tokenizer, config.whole_word_masking, config.mlm_probability, config.seed)
     order = _block_order(n_blocks, config.steps * config.batch_size, config.seed)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    try:  # the fused kernel is several times faster on CPU (the update of 22M parameters dominates small batches)
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=True)
-    except (RuntimeError, TypeError):
-        optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * config.steps), config.steps)
+    optimizer = optim.optimizer(techniques.standard_param_groups(model, config.lr, config.weight_decay), config.lr)
+    scheduler = optim.linear_schedule(optimizer, config.warmup_ratio, config.steps)
     model.train()
     losses: list[float] = []
     bar = _progress(config.steps, progress, f"MLM {config.corpus}")
@@ -330,12 +328,9 @@ def train_mlm(model, tokenizer, blocks: dict, config: PretrainConfig, progress: 
         head_only = step < config.head_warmup_steps
         decoder.requires_grad_(not head_only)
         batch = collate(collator, blocks, order[step * config.batch_size:(step + 1) * config.batch_size])
-        loss, _ = masked_lm_loss(model, batch, encoder_frozen=head_only)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast("cpu", config.precision):
+            loss, _ = masked_lm_loss(model, batch, encoder_frozen=head_only)
+        optim.step(loss, model.parameters(), optimizer, scheduler, config.max_grad_norm)
         losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
@@ -345,10 +340,6 @@ def train_mlm(model, tokenizer, blocks: dict, config: PretrainConfig, progress: 
         bar.close()
     model.eval()
     return losses
-
-
-def _no_decay(name: str) -> bool:
-    return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -445,7 +436,7 @@ def mlm_eval_loss(model_dir: str | Path, texts, seq_length: int = 128, batch_siz
 
 @dataclass(frozen=True)
 class Arm:
-    """One pretraining condition of issue 6, all on the `minilm-l6` architecture."""
+    """One pretraining condition of the pretraining-sensitivity experiment (notebook 01), all on the `minilm-l6` architecture."""
 
     name: str
     label: str

@@ -13,11 +13,11 @@ same run (say BIOSSES, minilm-l6, standard, seed 3) is trained once and reused e
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import calibration, paths, precision
 from .errors import UnknownNameError
-from .sweep import SweepSpec
+from .sweep import SweepSpec, check_backend, run_sweep
 
 PROFILES = ("smoke", "default", "full", "paper")
 
@@ -78,8 +78,59 @@ def task_settings(profile: str, task: str, device: str = "cpu") -> dict:
 
 
 @dataclass(frozen=True)
+class TourSettings:
+    """Notebook 00: how many examples per task the length histograms tokenise."""
+
+    length_sample: int
+
+
+@dataclass(frozen=True)
+class PretrainingSettings:
+    """Notebook 01: the MLM arms, their budget (sub-word tokens; steps = tokens / (batch * seq);
+    the first `head_warmup_steps` train only the fresh MLM head), the vocabulary sample, which
+    two arms the domain-vs-general claim compares, and the heads contrasted on BIOSSES."""
+
+    arms: tuple[str, ...]
+    vocab_sample: int
+    domain_arm: str
+    general_arm: str
+    heads: tuple[str, ...]
+    pretrain_tokens: int = 0
+    pretrain_batch: int = 16
+    pretrain_seq: int = 128
+    head_warmup_steps: int = 0
+    eval_blocks: int = 32
+
+
+@dataclass(frozen=True)
+class StabilizationSettings:
+    """Notebook 03: the task whose knob curves are drawn, and the knob values besides the main grid's."""
+
+    knob_task: str
+    knobs: dict[str, tuple]
+    knob_seeds: tuple[int, ...] | None = None  # None: the profile's seeds
+
+
+@dataclass(frozen=True)
+class ReinitSettings:
+    """Notebook 04: how many top layers to re-initialise (0 is standard fine-tuning)."""
+
+    reinit: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EfficiencySettings:
+    """Notebook 06: interleaved repetitions and examples per throughput measurement."""
+
+    reps: int
+    bench_examples: int
+
+
+@dataclass(frozen=True)
 class Profile:
-    """What one notebook runs under one profile. `extra` holds notebook-specific knobs."""
+    """What one notebook runs under one profile, and where: `settings` holds the notebook's own
+    typed knobs (None for notebooks without any); `backend` / `ray_address` say whether its
+    sweeps run in local worker processes or as tasks on a Ray cluster."""
 
     notebook: str
     name: str
@@ -89,7 +140,9 @@ class Profile:
     techniques: tuple[dict, ...] = ({},)
     device: str = "cpu"
     results_dir: str = ""
-    extra: dict = field(default_factory=dict)
+    settings: object = None
+    backend: str = "local"
+    ray_address: str | None = None
 
     def sweep(self, tasks=None, models=None, techniques=None, seeds=None, hyperparameters=None) -> SweepSpec:
         """A SweepSpec over this profile's grid (or a slice of it) with the per-task settings;
@@ -103,6 +156,11 @@ class Profile:
             hyperparameters=dict(hyperparameters or {}),
             per_task={t: task_settings(self.name, t, self.device) for t in tasks},
         )
+
+    def run_sweep(self, configs, **kwargs):
+        """`sweep.run_sweep` into this profile's store, on its device and backend."""
+        return run_sweep(configs, self.results_dir, device=self.device, backend=self.backend,
+                         address=self.ray_address, **kwargs)
 
     def calibration_dir(self):
         """The store of the recipe calibration runs (dev only), beside the results store."""
@@ -138,7 +196,7 @@ _TECHNIQUES_03 = ({}, {"freeze_layers": 3}, {"llrd_decay": 0.8}, {"reinit_layers
 # notebook -> profile -> fields of Profile. Seeds: the paper uses 5, and 10 for the small sets.
 _NOTEBOOKS: dict[str, dict[str, dict]] = {
     "00_blurb_tour": {
-        p: dict(models=(OFFLINE_SMALL,), tasks=_ALL_TASKS, seeds=(1,), extra=dict(length_sample=200 if p == "smoke" else 2000))
+        p: dict(models=(OFFLINE_SMALL,), tasks=_ALL_TASKS, seeds=(1,), settings=TourSettings(length_sample=200 if p == "smoke" else 2000))
         for p in PROFILES
     },
     # Pretraining budgets are sub-word tokens per MLM arm (steps = tokens / (batch * seq)); the first
@@ -147,24 +205,24 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
     # Brown corpus (the general arm's text). `paper` has no arms: it compares the hub models as they are.
     "01_pretraining_sensitivity": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2),
-                      extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=256,
+                      settings=PretrainingSettings(arms=("released", "domain", "general", "random"), pretrain_tokens=256,
                                  pretrain_batch=4, pretrain_seq=32, head_warmup_steps=1, eval_blocks=2,
                                  vocab_sample=20, domain_arm="domain", general_arm="general",
                                  heads=("cls", "biencoder"))),
         "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2, 3),
-                        extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=131_072,
+                        settings=PretrainingSettings(arms=("released", "domain", "general", "random"), pretrain_tokens=131_072,
                                    pretrain_batch=16, pretrain_seq=128, head_warmup_steps=8, eval_blocks=32,
                                    vocab_sample=200, domain_arm="domain", general_arm="general",
                                    heads=("cls", "mean", "biencoder"))),
         "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
                      seeds=(1, 2, 3, 4, 5),
-                     extra=dict(arms=("released", "domain", "general", "random"), pretrain_tokens=1_200_000,
+                     settings=PretrainingSettings(arms=("released", "domain", "general", "random"), pretrain_tokens=1_200_000,
                                 pretrain_batch=32, pretrain_seq=128, head_warmup_steps=30, eval_blocks=64,
                                 vocab_sample=1000, domain_arm="domain", general_arm="general",
                                 heads=("cls", "mean", "biencoder"))),
         "paper": dict(models=PAPER_BASE, tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
                       seeds=tuple(range(1, 11)), device="cuda",
-                      extra=dict(arms=(), vocab_sample=2000, domain_arm="pubmedbert-base", general_arm="bert-base",
+                      settings=PretrainingSettings(arms=(), vocab_sample=2000, domain_arm="pubmedbert-base", general_arm="bert-base",
                                  heads=("cls", "mean", "biencoder"))),
     },
     "02_size_vs_instability": {
@@ -178,28 +236,28 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
     "03_stabilization": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD"), seeds=(1, 2),
                       techniques=_TECHNIQUES_03,
-                      extra=dict(knob_task="BIOSSES", knobs={"reinit_layers": (2,)})),
+                      settings=StabilizationSettings(knob_task="BIOSSES", knobs={"reinit_layers": (2,)})),
         # the re-init knob's runs are notebook 04's: the knob curve costs nothing extra
         # BIOSSES and a subsampled NER set (300 sentences): the low-resource settings where both
         # the bi-encoder and the token head learn clearly within the budget (GAD needs 1,000 examples)
         "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease"), seeds=(1, 2, 3, 4, 5),
                         techniques=_TECHNIQUES_03,
-                        extra=dict(knob_task="BIOSSES", knobs={"reinit_layers": (2, 3)})),
+                        settings=StabilizationSettings(knob_task="BIOSSES", knobs={"reinit_layers": (2, 3)})),
         "full": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
                      seeds=tuple(range(1, 11)),
                      techniques=_TECHNIQUES_03,
-                     extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (1, 2, 4, 5), "llrd_decay": (0.95, 0.9, 0.7, 0.6), "reinit_layers": (2, 3)})),
+                     settings=StabilizationSettings(knob_task="BIOSSES", knobs={"freeze_layers": (1, 2, 4, 5), "llrd_decay": (0.95, 0.9, 0.7, 0.6), "reinit_layers": (2, 3)})),
         "paper": dict(models=("pubmedbert-base", "pubmedbert-large", "pubmedelectra-base"), tasks=_ALL_TASKS, seeds=tuple(range(1, 11)),
                       techniques=({}, {"freeze_layers": 6}, {"llrd_decay": 0.9}, {"reinit_layers": 1}), device="cuda",
-                      extra=dict(knob_task="BIOSSES", knobs={"freeze_layers": (3, 9), "llrd_decay": (0.95, 0.8), "reinit_layers": (2, 3)})),
+                      settings=StabilizationSettings(knob_task="BIOSSES", knobs={"freeze_layers": (3, 9), "llrd_decay": (0.95, 0.8), "reinit_layers": (2, 3)})),
     },
     "04_low_resource_reinit": {
-        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2), extra=dict(reinit=(0, 1))),
-        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2, 3, 4, 5), extra=dict(reinit=(0, 1, 2, 3))),
+        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2), settings=ReinitSettings(reinit=(0, 1))),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1, 2, 3, 4, 5), settings=ReinitSettings(reinit=(0, 1, 2, 3))),
         "full": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "PubMedQA", "BioASQ", "GAD"), seeds=tuple(range(1, 11)),
-                     extra=dict(reinit=(0, 1, 2, 3))),
+                     settings=ReinitSettings(reinit=(0, 1, 2, 3))),
         "paper": dict(models=("pubmedbert-base", "pubmedbert-large"), tasks=("BIOSSES", "PubMedQA", "BioASQ", "GAD"),
-                      seeds=tuple(range(1, 11)), device="cuda", extra=dict(reinit=(0, 1, 2, 3))),
+                      seeds=tuple(range(1, 11)), device="cuda", settings=ReinitSettings(reinit=(0, 1, 2, 3))),
     },
     "05_blurb_score": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,)),
@@ -208,12 +266,12 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
         "paper": dict(models=("pubmedbert-base",), tasks=_ALL_TASKS, seeds=(1, 2, 3, 4, 5), device="cuda"),
     },
     "06_efficiency": {
-        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1,), extra=dict(reps=1, bench_examples=32)),
+        "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1,), settings=EfficiencySettings(reps=1, bench_examples=32)),
         # the first two tasks also give the score cost of freezing: runs 03 and 05 already made
-        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease", "GAD"), seeds=(1,), extra=dict(reps=2, bench_examples=64)),
-        "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), extra=dict(reps=5, bench_examples=256)),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease", "GAD"), seeds=(1,), settings=EfficiencySettings(reps=2, bench_examples=64)),
+        "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), settings=EfficiencySettings(reps=5, bench_examples=256)),
         "paper": dict(models=("pubmedbert-base",), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), device="cuda",
-                      extra=dict(reps=5, bench_examples=512)),
+                      settings=EfficiencySettings(reps=5, bench_examples=512)),
     },
 }
 
@@ -226,7 +284,8 @@ def get(notebook: str, profile: str = "default", **overrides) -> Profile:
     """The Profile of `notebook` under `profile`; non-None keyword overrides replace fields.
 
     This is what a notebook's `parameters` cell feeds: `profiles.get("03_stabilization",
-    PROFILE, models=MODELS, tasks=TASKS, seeds=SEEDS, device=DEVICE, results_dir=RESULTS_DIR)`.
+    PROFILE, models=MODELS, tasks=TASKS, seeds=SEEDS, device=DEVICE, results_dir=RESULTS_DIR,
+    backend=BACKEND, ray_address=RAY_ADDRESS)`.
     """
     if notebook not in _NOTEBOOKS:
         raise UnknownNameError(f"unknown notebook {notebook!r}; profiles exist for {', '.join(_NOTEBOOKS)}")
@@ -235,6 +294,7 @@ def get(notebook: str, profile: str = "default", **overrides) -> Profile:
     for key, value in overrides.items():
         if value is not None:
             fields[key] = tuple(value) if isinstance(value, list) else value
+    check_backend(fields.get("backend", "local"), fields.get("ray_address"))
     return Profile(notebook=notebook, name=profile, **fields)
 
 

@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from . import encoding, heads, metrics, models, results, tasks, train
+from .config import content_id
 from .errors import ConfigError
 
 ZERO_SHOT = "zero-shot cosine"
@@ -63,7 +64,7 @@ class ReferenceConfig:
 
     @property
     def run_id(self) -> str:
-        return train.content_id(self, "reference")
+        return content_id(self, "reference")
 
     @classmethod
     def for_run(cls, run_config) -> ReferenceConfig:

@@ -1,6 +1,8 @@
 """`make reproduce`: execute every numbered notebook with papermill, then write REPORT.md.
 
-    python -m blurblib.reproduce --profile default [--fresh] [--only 03_stabilization]
+    blurb reproduce --profile default [--fresh] [--only 03_stabilization]
+
+(`python -m blurblib.reproduce ...` is the same command.)
 
 Executed notebooks go to outputs/notebooks/, figures and tables are saved by the notebooks
 themselves (outputs/figures/, outputs/tables/). A notebook that raises stops the run with the
@@ -9,7 +11,6 @@ claim table, and names the profile, the machine and the date.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths, profiles
+from .errors import UnknownNameError
 from .plots import to_markdown
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
@@ -33,14 +35,14 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def execute(notebook: Path, profile: str, out_dir: Path) -> float:
+def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local", address: str | None = None) -> float:
     """Run one notebook; raise SystemExit naming the notebook and cell when it fails."""
     import papermill as pm
 
     started = time.perf_counter()
     target = out_dir / notebook.name
     try:
-        pm.execute_notebook(str(notebook), str(target), parameters={"PROFILE": profile},
+        pm.execute_notebook(str(notebook), str(target), parameters={"PROFILE": profile, "BACKEND": backend, "RAY_ADDRESS": address},
                             cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False)
     except pm.PapermillExecutionError as err:
         raise SystemExit(f"reproduce: {notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
@@ -135,29 +137,45 @@ def write_report(profile: str, out: Path) -> Path:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="default", choices=profiles.PROFILES)
-    parser.add_argument("--fresh", action="store_true", help="train from an empty results store")
-    parser.add_argument("--only", nargs="*", help="notebook stems or numbers, e.g. 03 05_blurb_score")
-    args = parser.parse_args(argv)
+def check_only(only: list[str] | None) -> None:
+    """Every `--only` name must pick a notebook: a typo would otherwise run nothing and rewrite the report."""
+    known = notebook_paths()
+    unknown = [name for name in only or () if not any(name in (p.stem, p.stem[:2]) for p in known)]
+    if unknown:
+        raise UnknownNameError(f"--only {' '.join(unknown)}: no such notebook; use stems or numbers: "
+                               f"{', '.join(p.stem for p in known)}")
 
+
+def run(profile: str = "default", fresh: bool = False, only: list[str] | None = None, backend: str = "local",
+        address: str | None = None) -> Path:
+    """Execute the notebooks (all, or those `only` names) under `profile`, their sweeps on `backend`
+    (a Ray cluster at `address` with "ray"), then write REPORT.md; `fresh` first moves the
+    profile's results store aside. Returns the report's path."""
+    # an unknown profile or backend fails here, before any notebook starts
+    store = Path(profiles.get("05_blurb_score", profile, backend=backend, ray_address=address).results_dir)
+    check_only(only)
     out = paths.outputs_dir()
-    store = Path(profiles.get("05_blurb_score", args.profile).results_dir)
-    if args.fresh and store.exists():
+    if fresh and store.exists():
         backup = store.with_name(f"{store.name}.bak-{dt.datetime.now():%Y%m%d-%H%M%S}")
         store.rename(backup)
         print(f"--fresh: moved the existing store to {backup}")
     notebook_out = out / "notebooks"
     notebook_out.mkdir(parents=True, exist_ok=True)
     timings = {}
-    for notebook in notebook_paths(args.only):
-        print(f"[{dt.datetime.now():%H:%M:%S}] {notebook.name} (profile {args.profile}) ...", flush=True)
-        timings[notebook.stem] = execute(notebook, args.profile, notebook_out)
+    for notebook in notebook_paths(only):
+        print(f"[{dt.datetime.now():%H:%M:%S}] {notebook.name} (profile {profile}) ...", flush=True)
+        timings[notebook.stem] = execute(notebook, profile, notebook_out, backend, address)
         print(f"    done in {timings[notebook.stem] / 60:.1f} min", flush=True)
-    report = write_report(args.profile, out)
+    report = write_report(profile, out)
     print(f"wall time {sum(timings.values()) / 60:.1f} min; report: {report}")
-    return 0
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m blurblib.reproduce ARGS` is `blurb reproduce ARGS`."""
+    from .cli import main as blurb
+
+    return blurb(["reproduce", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -21,12 +21,11 @@ from tqdm.auto import tqdm
 
 from . import models, paths, results, tasks
 from .errors import BlurbError, ConfigError
-from .precision import resolve as resolve_precision
-from .techniques import NEUTRAL
-from .train import RunConfig, run, technique_knobs
+from .techniques import neutral_knobs
+from .config import RunConfig, technique_knobs
+from .train import run
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
-_KNOBS = tuple(NEUTRAL)  # every technique knob, so a new technique needs no edit here
 
 
 @dataclass(frozen=True)
@@ -219,9 +218,10 @@ def technique_setting(entry) -> dict:
     entry = dict(entry or {})
     name = entry.pop("technique", None)
     setting = technique_knobs(name) if name else {}
-    bad = set(entry) - set(_KNOBS)
+    knobs = neutral_knobs()  # every technique's knob, from the registry: a new technique needs no edit here
+    bad = set(entry) - set(knobs)
     if bad:
-        raise ConfigError(f"unknown technique knobs {sorted(bad)}; use {list(_KNOBS)}")
+        raise ConfigError(f"unknown technique knobs {sorted(bad)}; use {list(knobs)}")
     entry = {k: _typed(k, v) for k, v in entry.items()}
     for knob, value in entry.items():
         _check_type(knob, value, "techniques")
@@ -257,18 +257,6 @@ def applicable(configs: list[RunConfig]) -> tuple[list[RunConfig], list[str]]:
     return kept, sorted(set(left_out))
 
 
-def configs_from_cli(args) -> list[RunConfig]:
-    """`blurb finetune` arguments -> one config per seed."""
-    knobs = technique_knobs(args.technique)
-    for knob in _KNOBS:
-        value = getattr(args, knob, None)
-        if value is not None:
-            knobs[knob] = value
-    extra = {k: getattr(args, k) for k in ("lr", "batch_size", "epochs", "max_length", "train_limit", "eval_limit", "head")
-             if getattr(args, k, None) is not None}
-    extra["precision"] = resolve_precision(getattr(args, "precision", None) or "auto", getattr(args, "device", "cpu"))
-    return [RunConfig(task=tasks.get(args.task).name, model=args.model, seed=s, **knobs, **extra) for s in parse_seeds(args.seeds)]
-
 
 def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: bool = True,
               workers: int | None = None, score_test: bool = True, backend: str = "local",
@@ -285,7 +273,7 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     each pending run as a Ray task instead (`workers` is then Ray's to decide), on a local
     instance or the cluster at `address` (see `blurblib.ray_backend`).
     """
-    _check_backend(backend, address)
+    check_backend(backend, address)
     for config in configs:
         config.validate()
     store = results.ResultsStore(out_dir)
@@ -310,7 +298,8 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
 BACKENDS = ("local", "ray")
 
 
-def _check_backend(backend: str, address: str | None) -> None:
+def check_backend(backend: str, address: str | None) -> None:
+    """A clear error for a backend that does not exist or an address without Ray."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; use 'local' (processes on this machine) or 'ray' (a Ray cluster)")
     if address and backend != "ray":
@@ -321,7 +310,7 @@ def default_workers(device: str = "cpu") -> int:
     """One single-thread process per core on a CPU, one process on a GPU; `BLURB_WORKERS`
     overrides. The bet: small encoders gain little from a second torch thread, so one run per
     core should finish more runs per hour. Not yet confirmed on an idle machine (on a loaded
-    one a single process did better); `benchmarks/workers.py` measures it."""
+    one a single process did better); `blurb bench workers` measures it."""
     if os.environ.get("BLURB_WORKERS"):
         return max(1, int(os.environ["BLURB_WORKERS"]))
     return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)

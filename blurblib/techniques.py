@@ -274,34 +274,40 @@ def apply_mixout(model: nn.Module, p: float) -> int:
 
 @dataclass(frozen=True)
 class Technique:
-    """A technique as data: which run-config field (`knob`) turns it on, its usual value, and the
-    values a notebook sweeps. `standard` has no knob."""
+    """A technique as data: which run-config field (`knob`) turns it on, the knob's neutral value
+    (the technique off), its usual value, and the values a notebook sweeps. `standard` has no
+    knob. Adding a technique is one entry here, a `RunConfig` field for its knob, and the code
+    that reads it (`prepare` for the model, `param_groups` for the optimizer, or the loop)."""
 
     name: str
     description: str
     knob: str | None
+    neutral: float | int | None
     default: float | int | None
     sweep: tuple = ()
     reference: str = ""
 
-
-# The neutral value of every knob: a run with all four is plain fine-tuning.
-NEUTRAL = {"freeze_layers": 0, "reinit_layers": 0, "llrd_decay": 1.0, "mixout": 0.0, "lpft_epochs": 0}
-
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
-    Technique("standard", "plain fine-tuning: AdamW (bias-corrected), linear warmup and decay", None, None,
+    Technique("standard", "plain fine-tuning: AdamW (bias-corrected), linear warmup and decay", None, None, None,
               reference="Devlin et al. 2019"),
-    Technique("freeze", "freeze the embeddings and the bottom k encoder blocks", "freeze_layers", 3,
+    Technique("freeze", "freeze the embeddings and the bottom k encoder blocks", "freeze_layers", 0, 3,
               (1, 2, 3, 4, 5), "Tinn et al. 2023: helps BERT-base models"),
-    Technique("llrd", "layer-wise learning-rate decay: block i at lr * decay**(L - i)", "llrd_decay", 0.9,
+    Technique("llrd", "layer-wise learning-rate decay: block i at lr * decay**(L - i)", "llrd_decay", 1.0, 0.9,
               (0.95, 0.9, 0.8, 0.7), "Howard & Ruder 2018; Tinn et al. 2023: helps BERT-large and ELECTRA"),
-    Technique("reinit", "re-initialise the top n encoder blocks and the pooler", "reinit_layers", 1,
+    Technique("reinit", "re-initialise the top n encoder blocks and the pooler", "reinit_layers", 0, 1,
               (1, 2, 3), "Zhang et al. 2021; Tinn et al. 2023: best for low-resource tasks (BIOSSES)"),
-    Technique("mixout", "mix encoder Linear weights toward the pretrained ones with probability p", "mixout", 0.1,
+    Technique("mixout", "mix encoder Linear weights toward the pretrained ones with probability p", "mixout", 0.0, 0.1,
               (0.1, 0.3, 0.5, 0.7, 0.9), "Lee et al. 2020"),
     Technique("lpft", "linear probe first: k epochs training only the head on the frozen encoder, then fine-tune all",
-              "lpft_epochs", 3, (1, 3, 5), "Kumar et al. 2022: fine-tuning distorts pretrained features; LP-FT does not"),
+              "lpft_epochs", 0, 3, (1, 3, 5), "Kumar et al. 2022: fine-tuning distorts pretrained features; LP-FT does not"),
 ]}
+
+
+
+def neutral_knobs() -> dict:
+    """Every technique's knob at its neutral value, read from the registry when asked (so an
+    entry added at run time counts): a config with all of them is plain fine-tuning."""
+    return {t.knob: t.neutral for t in TECHNIQUES.values() if t.knob}
 
 
 def names() -> list[str]:
@@ -314,15 +320,30 @@ def get(name: str) -> Technique:
     return TECHNIQUES[name]
 
 
+def family(cfg) -> str:
+    """The technique a config's knobs turn on (the first active one in registry order, e.g.
+    `llrd` for `llrd_decay=0.8`), or `standard`: the claim a run belongs to, read from its
+    fields rather than parsed back out of its label. Works on configs and on table rows."""
+    for technique in TECHNIQUES.values():
+        if technique.knob and _value(cfg, technique.knob) != technique.neutral:
+            return technique.name
+    return "standard"
+
+
+def _value(cfg, knob: str):
+    return getattr(cfg, knob) if hasattr(cfg, knob) else cfg[knob]  # a RunConfig, a table row or a dict
+
+
 def _knobs(cfg) -> dict:
-    missing = [k for k in NEUTRAL if not hasattr(cfg, k)]
+    neutral = neutral_knobs()
+    missing = [k for k in neutral if not hasattr(cfg, k)]
     if missing:
         raise ConfigError(f"run config {type(cfg).__name__} lacks the technique fields {missing}")
-    return {k: getattr(cfg, k) for k in NEUTRAL}
+    return {k: getattr(cfg, k) for k in neutral}
 
 
 def is_standard(cfg) -> bool:
-    return _knobs(cfg) == NEUTRAL
+    return _knobs(cfg) == neutral_knobs()
 
 
 def prepare(model: nn.Module, cfg, generator=None) -> dict:

@@ -12,123 +12,23 @@ import copy
 import dataclasses
 import datetime as _dt
 import functools
-import hashlib
-import json
 import math
-import re
 import resource
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup, set_seed
+from transformers import set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from . import encoding, heads, metrics, models, precision, tasks, techniques
-from .errors import BlurbError, ConfigError
+from . import encoding, heads, metrics, models, optim, precision, tasks, techniques
+from .config import RunConfig
 
 # Subsamples are drawn with a fixed seed so that every fine-tuning seed sees the same
 # examples: the spread over seeds then measures fine-tuning instability, not sampling.
 SUBSAMPLE_SEED = 0
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides a run's result. Its hash names the run in the results store.
-
-    The technique knobs compose: `freeze_layers=3, llrd_decay=0.9` is a valid run.
-    """
-
-    task: str
-    model: str = "minilm-l6"
-    freeze_layers: int = 0
-    reinit_layers: int = 0
-    llrd_decay: float = 1.0
-    mixout: float = 0.0
-    lr: float = 5e-5
-    batch_size: int = 16
-    epochs: int = 3
-    seed: int = 1
-    max_length: int | None = None
-    train_limit: int | None = None
-    eval_limit: int | None = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    lpft_epochs: int = 0
-    head: str = "native"
-    precision: str = "fp32"
-
-    def __post_init__(self):
-        # "native" names a head only relative to the model: store the concrete one, so the run id
-        # says which formulation was trained (an unknown model is left for validate() to name).
-        if self.head == "native":
-            try:
-                object.__setattr__(self, "head", models.native_head(self.model, self.task))
-            except BlurbError:
-                pass
-
-    @property
-    def technique(self) -> str:
-        """A readable label derived from the knobs, so it can never disagree with them."""
-        return technique_label(self)
-
-    @property
-    def run_id(self) -> str:
-        return content_id(self, self.technique, f"s{self.seed}")
-
-    def validate(self) -> None:
-        """Fail before training starts, with the name of the bad field."""
-        tasks.get(self.task)
-        models.get(self.model)
-        checks = {
-            "lr": self.lr > 0,
-            "batch_size": self.batch_size >= 1,
-            "epochs": self.epochs >= 1,
-            "freeze_layers": self.freeze_layers >= 0,
-            "reinit_layers": self.reinit_layers >= 0,
-            "llrd_decay": 0 < self.llrd_decay <= 1,
-            "mixout": 0 <= self.mixout < 1,
-            "warmup_ratio": 0 <= self.warmup_ratio < 1,
-            "train_limit": self.train_limit is None or self.train_limit >= 1,
-            "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
-            "max_length": self.max_length is None or self.max_length >= 8,
-            "lpft_epochs": self.lpft_epochs >= 0,
-            "precision": self.precision in precision.PRECISIONS,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ConfigError(f"RunConfig for {self.task}/{self.model} has invalid {values}; see blurblib.train.RunConfig")
-        heads.check(self.head, tasks.get(self.task).head_kind, self.task)
-        if self.lpft_epochs and self.head == "biencoder":
-            raise ConfigError("lpft_epochs needs a head with weights to probe; the biencoder head has none "
-                              "(its step-0 model already is the zero-shot cosine): use head 'mean' or lpft_epochs=0")
-
-
-def content_id(config, *labels: str) -> str:
-    """`task__model__<labels>__<hash of every field>`: readable, and equal for equal configs in
-    every clone and on every backend (the store's cache key)."""
-    payload = json.dumps(dataclasses.asdict(config), sort_keys=True)
-    digest = hashlib.sha1(payload.encode()).hexdigest()[:10]
-    model = re.sub(r"[^A-Za-z0-9.-]+", "-", config.model.rstrip("/").split("/")[-1])
-    return "__".join((config.task, model, *labels, digest))
-
-
-def technique_label(config) -> str:
-    """`standard`, or the active knobs in registry order: `freeze3`, `llrd0.8`, `freeze3+llrd0.9`."""
-    active = [f"{t.name}{getattr(config, t.knob):g}" for t in techniques.TECHNIQUES.values()
-              if t.knob and getattr(config, t.knob) != techniques.NEUTRAL[t.knob]]
-    return "+".join(active) or "standard"
-
-
-def technique_knobs(name: str) -> dict:
-    """The RunConfig knobs of a technique at its usual value: `reinit` -> {"reinit_layers": 1}."""
-    technique = techniques.get(name)
-    return {} if technique.knob is None else {technique.knob: technique.default}
 
 
 class RunFailed(Exception):
@@ -214,27 +114,6 @@ def _is_constant(predictions, token_level: bool = False) -> bool:
     return len({tuple(p) if isinstance(p, list) else p for p in predictions}) <= 1
 
 
-def make_optimizer(groups, lr: float) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where torch has one (CPU and CUDA): one pass over the weights
-    per step instead of several per tensor. On the 2-core CPU it makes minilm-l6's optimizer
-    step ~5x faster, which is a third of a small-batch step; the maths is the same up to float
-    rounding. transformers.Trainer also defaults to it (torch >= 2.8)."""
-    try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(groups, lr=lr)
-
-
-def optimizer_step(loss: torch.Tensor, trainable, optimizer, scheduler, max_grad_norm: float) -> None:
-    """Backward, clip the gradient norm, step the optimizer and the schedule, drop the gradients:
-    every training step of blurblib (and the sequential arm of the seeds benchmark) is this."""
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
 # Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): the head alone, on the frozen
 # encoder, at a learning rate a linear model on fixed features can take.
 LINEAR_PROBE_LR = 1e-2
@@ -252,7 +131,8 @@ def linear_probe_phase(model, loader, config: RunConfig, device: str) -> list[fl
     encoder = [p for p in model.base_model.parameters() if p.requires_grad]
     for p in encoder:
         p.requires_grad_(False)
-    optimizer = make_optimizer([{"params": head, "weight_decay": config.weight_decay}], LINEAR_PROBE_LR)
+    optimizer = optim.optimizer([{"params": head, "weight_decay": config.weight_decay}], LINEAR_PROBE_LR)
+    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     losses = []
     try:
         model.train()
@@ -261,9 +141,7 @@ def linear_probe_phase(model, loader, config: RunConfig, device: str) -> list[fl
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with precision.autocast(device, config.precision):
                     loss = model(**batch).loss
-                loss.backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                optim.step(loss, head, optimizer, constant, config.max_grad_norm)
                 losses.append(loss.item())
     finally:
         for p in encoder:
@@ -302,10 +180,9 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
                                        device=device, dtype=config.precision)
 
     groups = techniques.param_groups(model, config, config.lr, config.weight_decay)
-    optimizer = make_optimizer(groups, config.lr)
+    optimizer = optim.optimizer(groups, config.lr)
     train_loader = _loader(encoded["train"], collate, config.batch_size, generator)
-    total_steps = len(train_loader) * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
+    scheduler = optim.linear_schedule(optimizer, config.warmup_ratio, len(train_loader) * config.epochs)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     record = {
@@ -324,7 +201,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
     dev_curve, dev_degenerate, train_losses, best_dev, best_epoch, best_weights = [], [], [], -math.inf, None, None
     token_level = spec.head_kind == "token_classification"
     train_seconds, step = 0.0, 0
-    bar = tqdm(total=total_steps, desc=f"{config.task} {config.technique} s{config.seed}", disable=not progress, leave=False)
+    bar = tqdm(total=len(train_loader) * config.epochs, desc=f"{config.task} {config.technique} s{config.seed}", disable=not progress, leave=False)
     try:
         if config.lpft_epochs:
             probe_losses = linear_probe_phase(model, train_loader, config, device)
@@ -338,7 +215,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
                     loss = model(**batch).loss
                 if not torch.isfinite(loss):
                     raise RunFailed(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
-                optimizer_step(loss, trainable, optimizer, scheduler, config.max_grad_norm)
+                optim.step(loss, trainable, optimizer, scheduler, config.max_grad_norm)
                 train_losses.append(loss.item())
                 step += 1
                 bar.update()

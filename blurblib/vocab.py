@@ -1,4 +1,5 @@
-"""How each real vocabulary cuts BLURB text: the domain-vocabulary half of issue 6.
+"""How each real vocabulary cuts BLURB text: the domain-vocabulary half of the pretraining-sensitivity
+experiment (notebook 01; the domain-corpus half is `pretrain`).
 
 Gu et al. / Tinn et al. credit part of PubMedBERT's robustness to its in-domain vocabulary: biomedical
 words stay whole instead of being shredded into sub-words. We measure that with the REAL tokenizer
@@ -81,9 +82,9 @@ def get(name: str) -> Vocabulary:
 
 def _folder(spec: Vocabulary):
     if spec.folder is None:
-        from . import models
+        from . import packs
 
-        return models.minilm_dir()
+        return packs.minilm_dir()
     folder = paths.shared_models_dir() / spec.folder
     if not folder.is_dir():
         raise DataError(f"vocabulary {spec.name!r}: folder {folder} is missing; set BLURB_MODELS_DIR (or "

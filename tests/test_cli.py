@@ -73,12 +73,19 @@ BAD_INPUTS = [
     (["models", "install", "bert-tiny"], None, "unknown model 'bert-tiny'"),
     (["data", "check", "--data-dir", "{tmp}/nowhere"], None, "nowhere not found: run `make data`"),
     (["train"], None, "invalid choice: 'train'"),
+    (["bench", "speed"], None, r"invalid choice: 'speed' \(choose from 'throughput', 'memory', 'seeds'"),
+    (["bench", "throughput", "--device", "gpu", "--quick"], None, "unknown device 'gpu'; use --device cpu"),
+    (["bench", "all", "--only", "seeds_parallel"], None, "argument --only: invalid choice: 'seeds_parallel'"),
+    (["bench", "memory", "--reps", "two"], None, "argument --reps: invalid int value: 'two'"),
+    (["reproduce", "--profile", "fast"], None, "unknown profile 'fast'; choose one of smoke, default"),
+    (["reproduce", "--only", "07"], None, "--only 07: no such notebook; use stems or numbers: 00_"),
 ]
 
 
 def test_the_bad_input_list_covers_the_cli():
     assert len(BAD_INPUTS) >= 30
-    assert {argv[0] for argv, _, _ in BAD_INPUTS} == {"sweep", "finetune", "calibrate", "models", "data", "train"}
+    assert {argv[0] for argv, _, _ in BAD_INPUTS} == {"sweep", "finetune", "calibrate", "models", "data", "train",
+                                                      "bench", "reproduce"}
 
 
 @pytest.mark.parametrize("argv, spec, message", BAD_INPUTS, ids=[m[:40] for _, _, m in BAD_INPUTS])
@@ -95,7 +102,7 @@ def test_bad_input_gives_one_error_line_with_the_fix(tmp_path, capsys, argv, spe
     assert code == 2
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert re.match(r"blurb( \w+)?: error: ", last), err  # argparse prints its usage above this line
+    assert re.match(r"blurb( \w+)*: error: ", last), err  # argparse prints its usage above this line
     assert re.search(message, last), last
 
 
@@ -108,3 +115,59 @@ def test_the_console_script_reports_a_yaml_syntax_error_without_traceback(tmp_pa
     assert re.match(rf"blurb: error: {re.escape(str(spec))}:5:\d+: YAML syntax error: .*line 4", proc.stderr), proc.stderr
     assert proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit:
+        cli.main([*argv, "--help"])
+    assert exit.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_bench_help_lists_every_benchmark(capsys):
+    from blurblib import bench_commands
+
+    out = _help(["bench"], capsys)
+    names = ["throughput", "memory", "seeds", "precision", "workers", "gpu", "all"]
+    assert list(bench_commands.BENCHMARKS) == names
+    for name in names:
+        assert re.search(rf"^\s+{name}\s+\S", out, re.M), out  # listed, with its one-line help
+    assert "--quick" in _help(["bench", "throughput"], capsys)
+    gpu = _help(["bench", "gpu"], capsys)
+    assert "(default cuda)" in gpu and "--modes" in gpu
+
+
+def test_building_the_parser_imports_no_measuring_code():
+    """`blurb --help` and every error message stay fast: torch is imported only when a command runs."""
+    code = "import sys; from blurblib import cli; cli.build_parser(); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_reproduce_help_and_its_python_m_alias(capsys):
+    out = _help(["reproduce"], capsys)
+    assert "--profile" in out and "--fresh" in out and "--only" in out and "REPORT.md" in out
+    proc = subprocess.run([sys.executable, "-m", "blurblib.reproduce", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "usage: blurb reproduce" in proc.stdout, proc.stderr
+
+
+def test_bench_throughput_quick_runs_end_to_end(tmp_path, capsys):
+    assert cli.main(["bench", "throughput", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "geometric mean of the per-task median ratios" in out and "BIOSSES" in out
+    for name in ("throughput.json", "throughput.csv", "throughput_summary.csv", "throughput_ratios.csv",
+                 "throughput.png"):
+        assert (tmp_path / name).is_file() and f"wrote {tmp_path / name}" in out
+
+
+def test_bench_all_runs_the_chosen_steps_then_writes_the_summary(tmp_path, capsys):
+    """`--only gpu` on a CPU: the GPU step says it skipped, and SUMMARY.md is written all the same."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("with a GPU this would run the GPU benchmark; the point here is the orchestration")
+    assert cli.main(["bench", "all", "--quick", "--only", "gpu", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "=== gpu ===" in out and "skipped: no CUDA device" in out and "=== throughput ===" not in out
+    assert "skipped: no CUDA device" in (tmp_path / "SUMMARY.md").read_text()

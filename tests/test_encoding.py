@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from blurblib import encoding, metrics, models, tasks
+from blurblib import encoding, metrics, packs, tasks
 from blurblib.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return AutoTokenizer.from_pretrained(models.minilm_dir())
+    return AutoTokenizer.from_pretrained(packs.minilm_dir())
 
 
 def _slice(task, split="dev", n=200):

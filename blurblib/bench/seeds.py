@@ -3,7 +3,6 @@ K sequential runs: the same per-seed losses and weights, and the speed-up."""
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 
@@ -11,7 +10,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import encoding, models, tasks, techniques, train
+from .. import encoding, models, optim, tasks, techniques, train
 from .host import sync
 
 
@@ -46,12 +45,6 @@ def _seed_models(task: str, model: str, seeds, device: str):
     return nets, tokenizer
 
 
-def _schedule(optimizer, steps: int, warmup_ratio: float):
-    from transformers import get_linear_schedule_with_warmup
-
-    return get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * steps), steps)
-
-
 class SequentialSeeds:
     """K ordinary runs, advanced one step at a time: the step of `train.run` (fused AdamW,
     warm-up then linear decay, clipping at max_grad_norm) for each seed in turn."""
@@ -60,9 +53,9 @@ class SequentialSeeds:
         self.device, self.max_grad_norm = device, config.max_grad_norm
         self.runs = []
         for net in nets:
-            optimizer = train.make_optimizer(techniques.standard_param_groups(net, config.lr, config.weight_decay),
+            optimizer = optim.optimizer(techniques.standard_param_groups(net, config.lr, config.weight_decay),
                                              config.lr)
-            self.runs.append((net, optimizer, _schedule(optimizer, steps, config.warmup_ratio),
+            self.runs.append((net, optimizer, optim.linear_schedule(optimizer, config.warmup_ratio, steps),
                               [p for p in net.parameters() if p.requires_grad]))
 
     def step(self, seed_batches) -> torch.Tensor:
@@ -70,7 +63,7 @@ class SequentialSeeds:
         losses = []
         for (net, optimizer, scheduler, trainable), batch in zip(self.runs, seed_batches):
             loss = net(**{k: v.to(self.device) for k, v in batch.items()}).loss
-            train.optimizer_step(loss, trainable, optimizer, scheduler, self.max_grad_norm)
+            optim.step(loss, trainable, optimizer, scheduler, self.max_grad_norm)
             losses.append(loss.detach())
         return torch.stack(losses)
 
@@ -99,8 +92,8 @@ class ParallelSeeds:
         for group in techniques.standard_param_groups(nets[0], config.lr, config.weight_decay):
             groups.append({**{k: v for k, v in group.items() if k not in ("params", "param_names")},
                            "params": [self.params[names[id(p)]] for p in group["params"]]})
-        self.optimizer = train.make_optimizer(groups, config.lr)
-        self.scheduler = _schedule(self.optimizer, steps, config.warmup_ratio)
+        self.optimizer = optim.optimizer(groups, config.lr)
+        self.scheduler = optim.linear_schedule(self.optimizer, config.warmup_ratio, steps)
         self.trainable = [p for g in groups for p in g["params"]]
         self.token_labels = tasks.get(config.task).head_kind == "token_classification"
         self.pad_id, self.device, self.attention, self.max_grad_norm = pad_id, device, attention, config.max_grad_norm
