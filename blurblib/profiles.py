@@ -32,10 +32,10 @@ _SMOKE = dict(epochs=1, train_limit=24, eval_limit=24, max_length=48, batch_size
 DEFAULT_RECIPES: dict[str, dict] = {
     "BC5-chem": dict(lr=3e-4, epochs=4), "BC5-disease": dict(lr=3e-4, epochs=4), "NCBI-disease": dict(lr=3e-4, epochs=4),
     "BC2GM": dict(lr=3e-4, epochs=4), "JNLPBA": dict(lr=3e-4, epochs=4),
-    "ChemProt": dict(lr=1e-4, epochs=6), "DDI": dict(lr=1e-4, epochs=4), "GAD": dict(lr=1e-4, epochs=1),
-    "BIOSSES": dict(lr=1e-4, epochs=4), "BioASQ": dict(lr=3e-4, epochs=2),
-    # no candidate learned anything (every epoch predicts no hallmark / always "yes"): the cheapest
-    "HoC": dict(lr=1e-4, epochs=1), "PubMedQA": dict(lr=1e-4, epochs=1),
+    "ChemProt": dict(lr=1e-4, epochs=6), "DDI": dict(lr=5e-5, epochs=4), "GAD": dict(lr=5e-5, epochs=1),
+    "BIOSSES": dict(lr=1e-4, epochs=4), "BioASQ": dict(lr=3e-4, epochs=2), "HoC": dict(lr=1e-4, epochs=8),
+    # no candidate learned anything (every epoch answers "yes" to every question): the cheapest
+    "PubMedQA": dict(lr=1e-4, epochs=1),
 }
 
 
