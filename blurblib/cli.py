@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--model", default="minilm-l6")
     ft.add_argument("--profile", default=None, help="start from a notebook profile's settings for the task "
                     "(smoke, default, full, paper), so the run is the notebook's run; flags override them")
-    ft.add_argument("--technique", default="standard", help="a technique of the registry at its usual value "
-                    "(standard, freeze, llrd, reinit, mixout, lpft); a knob flag overrides the value")
+    ft.add_argument("--technique", default="standard", help="a technique from the registry (blurblib.techniques; "
+                    "an unknown name lists them) at its usual value; its knob's flag overrides the value")
     _add_config_flags(ft)
     ft.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3,7")
     _add_run_options(ft)

@@ -520,7 +520,6 @@ def _model_name(checkpoint) -> str:
         return str(path)
 
 
-
 def pretrain_record(model: str) -> dict | None:
     """The `pretrain.json` of a model that `pretrain` produced, or None (registry models, random
     init). The folder is found as `models.get` finds it, so a repo-relative arm name works from

@@ -20,9 +20,9 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import models, paths, results, tasks
+from .config import RunConfig, technique_knobs
 from .errors import BlurbError, ConfigError
 from .techniques import neutral_knobs
-from .config import RunConfig, technique_knobs
 from .train import run
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
@@ -255,7 +255,6 @@ def applicable(configs: list[RunConfig]) -> tuple[list[RunConfig], list[str]]:
         except ConfigError as err:
             left_out.append(f"{config.task} {config.technique} ({config.head} head): {err}")
     return kept, sorted(set(left_out))
-
 
 
 def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: bool = True,

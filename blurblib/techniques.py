@@ -303,7 +303,6 @@ TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
 ]}
 
 
-
 def neutral_knobs() -> dict:
     """Every technique's knob at its neutral value, read from the registry when asked (so an
     entry added at run time counts): a config with all of them is plain fine-tuning."""

@@ -77,3 +77,12 @@ def test_a_profile_names_its_backend():
         profiles.get("05_blurb_score", "smoke", backend="spark")
     with pytest.raises(Exception, match="add backend 'ray'"):
         profiles.get("05_blurb_score", "smoke", ray_address="ray://head:10001")
+
+
+def test_a_profile_sends_its_sweeps_to_its_backend(monkeypatch):
+    """What a notebook's BACKEND / RAY_ADDRESS parameters reach: every sweep of the notebook."""
+    seen = {}
+    monkeypatch.setattr(profiles, "run_sweep", lambda configs, out_dir, **kw: seen.update(out_dir=out_dir, **kw))
+    p = profiles.get("03_stabilization", "smoke", backend="ray", ray_address="ray://head:10001", results_dir="/tmp/x")
+    p.run_sweep([], progress=False)
+    assert seen == {"out_dir": "/tmp/x", "device": "cpu", "backend": "ray", "address": "ray://head:10001", "progress": False}
