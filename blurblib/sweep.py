@@ -307,9 +307,9 @@ def check_backend(backend: str, address: str | None) -> None:
 
 def default_workers(device: str = "cpu") -> int:
     """One single-thread process per core on a CPU, one process on a GPU; `BLURB_WORKERS`
-    overrides. The bet: small encoders gain little from a second torch thread, so one run per
-    core should finish more runs per hour. Not yet confirmed on an idle machine (on a loaded
-    one a single process did better); `blurb bench workers` measures it."""
+    overrides. Small encoders gain little from a second torch thread, so one run per core
+    finishes more runs per hour: 298 against 260 for one two-thread process on an idle 2-core
+    AMD EPYC (`blurb bench workers`, outputs/benchmarks/workers.csv)."""
     if os.environ.get("BLURB_WORKERS"):
         return max(1, int(os.environ["BLURB_WORKERS"]))
     return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)
