@@ -31,9 +31,11 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup_ratio: float, total
 
 
 def step(loss: torch.Tensor, trainable, optimizer: torch.optim.Optimizer, scheduler, max_grad_norm: float) -> None:
-    """Backward, clip the gradient norm, step the optimizer and the schedule, drop the gradients."""
+    """Backward, clip the gradient norm, step the optimizer and the schedule (None: a constant
+    learning rate), drop the gradients."""
     loss.backward()
     torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
     optimizer.step()
-    scheduler.step()
+    if scheduler is not None:
+        scheduler.step()
     optimizer.zero_grad(set_to_none=True)

@@ -132,7 +132,6 @@ def linear_probe_phase(model, loader, config: RunConfig, device: str) -> list[fl
     for p in encoder:
         p.requires_grad_(False)
     optimizer = optim.optimizer([{"params": head, "weight_decay": config.weight_decay}], LINEAR_PROBE_LR)
-    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     losses = []
     try:
         model.train()
@@ -141,7 +140,7 @@ def linear_probe_phase(model, loader, config: RunConfig, device: str) -> list[fl
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with precision.autocast(device, config.precision):
                     loss = model(**batch).loss
-                optim.step(loss, head, optimizer, constant, config.max_grad_norm)
+                optim.step(loss, head, optimizer, None, config.max_grad_norm)
                 losses.append(loss.item())
     finally:
         for p in encoder:

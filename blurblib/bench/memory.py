@@ -141,7 +141,6 @@ def memory_probe(model: str = "minilm-l6", freeze_layers: int = 0, seq_len: int 
     loaded_mb = _proc_status_mb("VmRSS") or load_peak_mb
     groups = techniques.param_groups(net, config, config.lr, config.weight_decay)
     optimizer = optim.optimizer(groups, config.lr)
-    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)  # the schedule costs nothing in memory
     trainable = [p for p in net.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(seed)
     vocab = int(net.config.vocab_size)
@@ -153,7 +152,7 @@ def memory_probe(model: str = "minilm-l6", freeze_layers: int = 0, seq_len: int 
         return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}
 
     def step(inputs):
-        optim.step(net(**inputs).loss, trainable, optimizer, constant, config.max_grad_norm)
+        optim.step(net(**inputs).loss, trainable, optimizer, None, config.max_grad_norm)  # a schedule costs no memory
 
     step(batch(8))
     meter = SavedTensorMeter(net)
