@@ -117,9 +117,7 @@ def technique_label(config) -> str:
     """`standard`, or the active knobs in registry order: `freeze3`, `llrd0.8`, `freeze3+llrd0.9`."""
     from . import techniques
 
-    active = [f"{t.name}{getattr(config, t.knob):g}" for t in techniques.TECHNIQUES.values()
-              if t.knob and getattr(config, t.knob) != t.neutral]
-    return "+".join(active) or "standard"
+    return "+".join(f"{t.name}{getattr(config, t.knob):g}" for t in techniques.active(config)) or "standard"
 
 
 def technique_knobs(name: str) -> dict:

@@ -319,18 +319,18 @@ def get(name: str) -> Technique:
     return TECHNIQUES[name]
 
 
+def active(cfg) -> list[Technique]:
+    """The techniques a config's knobs turn on (knob away from its neutral value), in registry
+    order. Works on configs and on table rows (anything with the knobs as attributes)."""
+    knobs = _knobs(cfg)
+    return [t for t in TECHNIQUES.values() if t.knob and knobs[t.knob] != t.neutral]
+
+
 def family(cfg) -> str:
-    """The technique a config's knobs turn on (the first active one in registry order, e.g.
-    `llrd` for `llrd_decay=0.8`), or `standard`: the claim a run belongs to, read from its
-    fields rather than parsed back out of its label. Works on configs and on table rows."""
-    for technique in TECHNIQUES.values():
-        if technique.knob and _value(cfg, technique.knob) != technique.neutral:
-            return technique.name
-    return "standard"
-
-
-def _value(cfg, knob: str):
-    return getattr(cfg, knob) if hasattr(cfg, knob) else cfg[knob]  # a RunConfig, a table row or a dict
+    """The technique a run belongs to (the first active one, e.g. `llrd` for `llrd_decay=0.8`),
+    or `standard`: the claim it tests, read from its fields rather than parsed back out of its label."""
+    on = active(cfg)
+    return on[0].name if on else "standard"
 
 
 def _knobs(cfg) -> dict:
