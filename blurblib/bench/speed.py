@@ -18,6 +18,7 @@ configured as well as the Trainer allows.
 """
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 
@@ -27,7 +28,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from .. import encoding, models, precision, tasks, train
+from .. import encoding, models, optim, precision, tasks, train
 from ..errors import ConfigError
 from .settings import THROUGHPUT_TASKS
 
@@ -67,30 +68,25 @@ def best_precision(device: str = "cpu") -> str:
     return precision.resolve("auto", device)
 
 
-_OPTIM_CACHE: dict[str, tuple[str, str]] = {}
+@functools.cache
+def fused_adamw(device: str = "cpu") -> bool:
+    """Whether `optim.optimizer` (what blurblib trains with) gets the fused AdamW kernel on `device`."""
+    weight = torch.zeros(4, device=device, requires_grad=True)
+    return bool(optim.optimizer([weight], 1e-3).defaults.get("fused"))
 
 
+@functools.cache
 def trainer_optim(device: str = "cpu") -> tuple[str, str]:
     """The Trainer's fused AdamW (`optim="adamw_torch_fused"`) if this transformers knows the name
-    and this torch has the kernel on `device` (one real step on a tiny tensor), else `adamw_torch`.
+    and torch has the kernel on `device` (`fused_adamw`), else `adamw_torch`.
     Returns (optim, why) - `why` is "" unless it fell back."""
-    if device in _OPTIM_CACHE:
-        return _OPTIM_CACHE[device]
     from transformers.training_args import OptimizerNames
 
-    choice = ("adamw_torch_fused", "")
     if "adamw_torch_fused" not in {o.value for o in OptimizerNames}:
-        choice = ("adamw_torch", "this transformers has no adamw_torch_fused")
-    else:
-        try:
-            weight = torch.zeros(4, device=device, requires_grad=True)
-            optimizer = torch.optim.AdamW([weight], fused=True)
-            weight.sum().backward()
-            optimizer.step()
-        except (RuntimeError, TypeError, ValueError) as err:  # no fused kernel for this device / torch
-            choice = ("adamw_torch", f"fused AdamW unavailable on {device}: {err}".splitlines()[0][:200])
-    _OPTIM_CACHE[device] = choice
-    return choice
+        return "adamw_torch", "this transformers has no adamw_torch_fused"
+    if not fused_adamw(device):
+        return "adamw_torch", f"fused AdamW unavailable on {device}"
+    return "adamw_torch_fused", ""
 
 
 def _bench_config(task: str, model: str, n_examples: int, batch_size: int, seed: int,
@@ -193,7 +189,7 @@ def tuned_trainer_arm(task: str, model: str = "minilm-l6", n_examples: int = 128
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, set_seed
 
     run_precision = best_precision(device)
-    optim, note = trainer_optim(device)
+    optimizer_name, note = trainer_optim(device)
     config = _bench_config(task, model, n_examples, batch_size, seed)
     set_seed(seed)
     net, tokenizer = models.load(model, task)
@@ -207,12 +203,13 @@ def tuned_trainer_arm(task: str, model: str = "minilm-l6", n_examples: int = 128
     with tempfile.TemporaryDirectory() as out_dir:
         options = dict(bf16=run_precision == "bf16", **_group_by_length_option())
         try:
-            args = _trainer_args(out_dir, batch_size, seed, device, optim=optim, **options)
+            args = _trainer_args(out_dir, batch_size, seed, device, optim=optimizer_name, **options)
         except ValueError as err:  # this transformers rejects the optimizer name for this device
-            if optim == "adamw_torch":
+            if optimizer_name == "adamw_torch":
                 raise
-            optim, note = "adamw_torch", f"TrainingArguments rejected {optim}: {err}".splitlines()[0][:200]
-            args = _trainer_args(out_dir, batch_size, seed, device, optim=optim, **options)
+            note = f"TrainingArguments rejected {optimizer_name}: {err}".splitlines()[0][:200]
+            optimizer_name = "adamw_torch"
+            args = _trainer_args(out_dir, batch_size, seed, device, optim=optimizer_name, **options)
         train_seconds, eval_seconds, used = _time_trainer(net, args, train_set, eval_set, collator)
     if used != run_precision:
         note = "; ".join(filter(None, [note, f"asked the Trainer for {run_precision}, it computed in {used}"]))
@@ -220,7 +217,7 @@ def tuned_trainer_arm(task: str, model: str = "minilm-l6", n_examples: int = 128
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
             "train_tokens_per_example": _padded_tokens_per_example(encoded["train"], batch_size, seed),
             "mean_length": float(np.mean(encoded["train"]["length"])),
-            "precision": used, "optim": optim, "note": note}
+            "precision": used, "optim": optimizer_name, "note": note}
 
 
 def blurblib_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, batch_size: int = 16,
@@ -243,7 +240,7 @@ def blurblib_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, bat
             "train_seconds": n_train / record["train_examples_per_s"], "eval_seconds": eval_seconds,
             "train_tokens_per_example": _padded_tokens_per_example(encoded["train"], batch_size, seed),
             "mean_length": float(np.mean(encoded["train"]["length"])),
-            "precision": run_precision, "optim": trainer_optim(device)[0], "note": ""}  # make_optimizer: fused if any
+            "precision": run_precision, "optim": "adamw_torch_fused" if fused_adamw(device) else "adamw_torch", "note": ""}
 
 
 def _padded_tokens_per_example(split, batch_size: int, seed: int) -> float:
