@@ -205,14 +205,14 @@ def precision(args: argparse.Namespace) -> int:
     from .bench.precision import precision_table, twins
     from .train import RunConfig
 
+    p03, p05 = profiles.get("03_stabilization", "default"), profiles.get("05_blurb_score", "default")
     if args.quick:
         tiny = dict(epochs=1, train_limit=8, eval_limit=8, max_length=32, batch_size=4)
         configs = [RunConfig(task="BIOSSES", seed=s, **tiny) for s in (1, 2)]
     else:
-        p03, p05 = profiles.get("03_stabilization", "default"), profiles.get("05_blurb_score", "default")
         configs = sweep.expand(p03.sweep(techniques=[{}])) + sweep.expand(p05.sweep(tasks=["GAD"]))
     out = out_dir(args)
-    store = args.store or (out / "results" if args.quick else "outputs/results")  # a sanity run never touches the real store
+    store = args.store or (out / "results" if args.quick else p05.results_dir)  # a sanity run never touches the real store
     runs = sweep.run_sweep(twins(configs), store, device=args.device)
     table = precision_table(runs)
     out.mkdir(parents=True, exist_ok=True)
@@ -348,13 +348,15 @@ class Benchmark:
 
 # The order `blurb bench all` runs them in.
 BENCHMARKS: dict[str, Benchmark] = {
-    "throughput": Benchmark("blurblib's training loop vs the HF example-script baseline, examples/s",
+    "throughput": Benchmark("blurblib's training loop vs the HF example-script baseline and the best-configured "
+                            "Trainer, examples/s",
                             _throughput_options, throughput),
     "memory": Benchmark("peak training memory vs frozen lower blocks", _memory_options, memory),
     "seeds": Benchmark("K seeds trained together (vmap) vs K sequential runs", _seeds_options, seeds),
     "precision": Benchmark("fp32 twins of the default profile's bf16 runs: does bf16 move the scores?",
                            _precision_options, precision),
-    "workers": Benchmark("runs per hour: one all-core process vs one single-thread worker per core",
+    "workers": Benchmark("runs per hour: before (fp32, one process) vs bf16 in one all-core process, one "
+                         "single-thread worker per core, and local Ray",
                          _workers_options, workers),
     "gpu": Benchmark("bf16, SDPA and torch.compile as a fraction of the GPU's peak FLOP/s", _gpu_options, gpu),
     "all": Benchmark("every benchmark in turn, then SUMMARY.md (what `make bench` runs)", _all_options, run_all),

@@ -36,15 +36,15 @@ def workers_comparison(configs, reps: int = 2, ray: bool = False) -> pd.DataFram
     (`ray`) as Ray tasks on a local instance started and stopped by each repetition."""
     cores = os.cpu_count() or 1
     fp32 = [dataclasses.replace(c, precision="fp32") for c in configs]
-    arms = {f"before: fp32, 1 process x {cores} threads": (fp32, 1, cores),
-            f"{configs[0].precision}, 1 process x {cores} threads": (configs, 1, cores),
-            f"{configs[0].precision}, {cores} workers x 1 thread": (configs, cores, 1)}
+    # arm -> (grid, worker processes, torch threads, backend)
+    arms = {f"before: fp32, 1 process x {cores} threads": (fp32, 1, cores, "local"),
+            f"{configs[0].precision}, 1 process x {cores} threads": (configs, 1, cores, "local"),
+            f"{configs[0].precision}, {cores} workers x 1 thread": (configs, cores, 1, "local")}
     if ray:
-        arms[f"{configs[0].precision}, local Ray, {cores} tasks x 1 thread"] = (configs, cores, 1)
+        arms[f"{configs[0].precision}, local Ray, {cores} tasks x 1 thread"] = (configs, cores, 1, "ray")
     rows = []
     for rep in range(reps):
-        for arm, (grid, workers, threads) in arms.items():
-            backend = "ray" if "Ray" in arm else "local"
+        for arm, (grid, workers, threads, backend) in arms.items():
             rows.append({"arm": arm, "rep": rep, "runs": len(grid),
                          "runs_per_hour": runs_per_hour(grid, workers, threads, backend)})
     return pd.DataFrame(rows)
