@@ -107,6 +107,8 @@ class PretrainConfig:
 
     def validate(self) -> None:
         """Fail before any work, naming the bad field."""
+        from .precision import PRECISIONS
+
         if self.corpus not in corpora.CORPUS_NAMES:
             raise UnknownNameError(f"unknown corpus {self.corpus!r}; use one of {corpora.CORPUS_NAMES}")
         checks = {
@@ -118,7 +120,7 @@ class PretrainConfig:
             "warmup_ratio": 0 <= self.warmup_ratio < 1,
             "mlm_probability": 0 < self.mlm_probability < 1,
             "head_warmup_steps": 0 <= self.head_warmup_steps <= self.steps,
-            "precision": self.precision in ("fp32", "bf16"),
+            "precision": self.precision in PRECISIONS,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

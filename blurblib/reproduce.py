@@ -31,8 +31,13 @@ NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 def notebook_paths(only: list[str] | None = None) -> list[Path]:
     found = sorted(p for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if only:
-        found = [p for p in found if p.stem in only or p.stem[:2] in only]
+        found = [p for p in found if any(_picks(name, p) for name in only)]
     return found
+
+
+def _picks(name: str, notebook: Path) -> bool:
+    """`--only` names a notebook by its stem or its two-digit number."""
+    return name in (notebook.stem, notebook.stem[:2])
 
 
 def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local", address: str | None = None) -> float:
@@ -140,7 +145,7 @@ def write_report(profile: str, out: Path) -> Path:
 def check_only(only: list[str] | None) -> None:
     """Every `--only` name must pick a notebook: a typo would otherwise run nothing and rewrite the report."""
     known = notebook_paths()
-    unknown = [name for name in only or () if not any(name in (p.stem, p.stem[:2]) for p in known)]
+    unknown = [name for name in only or () if not any(_picks(name, p) for p in known)]
     if unknown:
         raise UnknownNameError(f"--only {' '.join(unknown)}: no such notebook; use stems or numbers: "
                                f"{', '.join(p.stem for p in known)}")
