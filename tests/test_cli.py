@@ -79,6 +79,9 @@ BAD_INPUTS = [
     (["bench", "memory", "--reps", "two"], None, "argument --reps: invalid int value: 'two'"),
     (["reproduce", "--profile", "fast"], None, "unknown profile 'fast'; choose one of smoke, default"),
     (["reproduce", "--only", "07"], None, "--only 07: no such notebook; use stems or numbers: 00_"),
+    (["reproduce", "--backend", "spark"], None, "unknown backend 'spark'; use 'local'"),
+    (["reproduce", "--address", "10.0.0.5:6379"], None, "names a Ray cluster; add backend 'ray'"),
+    (["finetune", "--task", "GAD", "--profile", "fast", "--dry-run"], None, "unknown profile 'fast'; choose one of smoke"),
 ]
 
 
