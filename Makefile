@@ -17,7 +17,7 @@ export TOKENIZERS_PARALLELISM := false
 help:
 	@echo "make reproduce   run every notebook (PROFILE=$(PROFILE)) and write outputs/REPORT.md"
 	@echo "make test        unit tests + nbval over notebooks/ (smoke profile)"
-	@echo "make lab         JupyterLab on the same environment"
+	@echo "make lab         JupyterLab at the repository root (README, notebooks/, outputs/)"
 	@echo "make bench       speed and memory benchmarks (blurb bench all) -> outputs/benchmarks/"
 	@echo "make data        link data/blurb to $(SHARED)/data/blurb"
 
@@ -43,12 +43,17 @@ models-mpnet: $(STAMP)
 clean-smoke:
 	rm -rf outputs/smoke
 
-test-unit: $(STAMP) data
-	$(BIN)/python -m pytest tests
+# One pytest worker per core (pytest-xdist); tests that share a resource carry an xdist_group mark.
+TEST_WORKERS ?= auto
 
+test-unit: $(STAMP) data
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup tests
+
+# The notebooks open on the default profile (the committed run); the suite runs them on smoke,
+# a notebook per worker (loadfile: a notebook's cells share one kernel, in order).
 # One thread: the smoke numbers nbval compares then do not depend on the machine's core count.
 test-notebooks: $(STAMP) data models-mpnet clean-smoke
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
+	BLURB_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider notebooks
 
 test: test-unit test-notebooks
 
@@ -61,5 +66,6 @@ bench: $(STAMP) data
 # Jupyter refuses to start as root unless told (containers and cloud VMs often run as root);
 # --allow-root is passed only then, so a normal user keeps Jupyter's own check.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# Rooted at the repository, so README.md, notebooks/ and outputs/ (REPORT.md, figures) are all in reach.
 lab: $(STAMP) data
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(ALLOW_ROOT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=. $(ALLOW_ROOT) $(LAB_ARGS)

@@ -67,7 +67,8 @@ def throughput(args: argparse.Namespace) -> int:
     padding + a plain transformers.Trainer) and against the same Trainer given its best options
     here (length grouping, dynamic padding, bf16, fused AdamW), same model, tasks, batch size and machine,
     interleaved repetitions. Prints examples/s and the ratio's median/min/max per task and the
-    geometric mean over tasks; writes throughput.{json,csv,png} to outputs/benchmarks/."""
+    geometric mean over tasks, then each arm's padding share, real-token training GFLOP/s and MFU
+    against this machine's measured matmul peak; writes throughput.{json,csv,png} to outputs/benchmarks/."""
     import pandas as pd
 
     from . import bench
@@ -86,14 +87,40 @@ def throughput(args: argparse.Namespace) -> int:
     print(f"geometric mean of the per-task median ratios: {geo['train_ratio_median']:.2f}x the HF-example baseline "
           f"(goal >= {bench.THROUGHPUT_GOAL:g}x)" + (f", {geo['train_ratio_tuned_median']:.2f}x the best-configured "
           f"Trainer (goal >= {bench.THROUGHPUT_TUNED_GOAL:g}x)" if "train_ratio_tuned_median" in summary else ""))
+    peaks = {p: float(v) for p, v in df.groupby("precision", sort=False)["peak_flop_s"].first().items()}
+    print(f"\npadding share, real-token training GFLOP/s and MFU (matmul peak: "
+          + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()) + f", {df['torch_threads'].iloc[0]} threads)")
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(_work_table(summary).to_string(index=False))
     meta = dict(model=args.model, tasks=tasks, examples=examples, batch_size=batch, reps=reps, device=args.device,
                 baseline="padding=max_length (task max length) + transformers.Trainer defaults, fp32",
                 tuned_trainer="transformers.Trainer with length-grouped batches, dynamic padding, bf16 where native, fused AdamW",
-                blurblib="blurblib.train.run: dynamic padding, length-grouped batches, inference-mode eval")
+                blurblib="blurblib.train.run: dynamic padding, length-grouped batches, inference-mode eval",
+                matmul_peak_flop_s=peaks, torch_threads=int(df["torch_threads"].iloc[0]),
+                matmul_peak=f"best of {bench.flops.MATMUL_REPS} square matmuls of "
+                            f"{bench.flops.MATMUL_SIZE_CUDA if args.device.startswith('cuda') else bench.flops.MATMUL_SIZE} "
+                            "at the benchmark's torch threads, per precision",
+                flops="6 * N_tok * real tokens + 6 * N_seq * sequences + 12 * L * H * sum(T^2) over sequences of real "
+                      "length T (N_tok: Linear weights of the blocks and a token head; N_seq: pooler and sequence head)")
     _report(bench.save_benchmark("throughput", {"throughput": df, "summary": summary,
                                                 "ratios": bench.throughput_ratios(df)},
                                  bench.throughput_figure(df), meta, out_dir(args)))
     return 0
+
+
+def _work_table(summary):
+    """Per task, each arm's padding share, real-token GFLOP/s and MFU, as printed strings."""
+    import pandas as pd
+
+    from .bench.speed import ARMS
+
+    rows = summary[summary["task"] != "geometric mean"]
+    table = pd.DataFrame({"task": rows["task"]})
+    for arm in (a for a in ARMS if f"{a}_mfu" in rows):
+        table[f"{arm} padding"] = rows[f"{arm}_padding_share"].map("{:.0%}".format)
+        table[f"{arm} GFLOP/s"] = rows[f"{arm}_gflop_s"].map("{:.1f}".format)
+        table[f"{arm} MFU"] = rows[f"{arm}_mfu"].map("{:.1%}".format)
+    return table
 
 
 # ----------------------------------------------------------------------------- memory

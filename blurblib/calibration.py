@@ -60,7 +60,13 @@ SEED = 1
 
 
 def grid(profile: str) -> dict[str, Candidate]:
-    """The candidates a profile calibrates: `GRID`, or tiny `SMOKE` slices for every task."""
+    """The candidates a profile calibrates: `GRID`, or tiny `SMOKE` slices for every task; a
+    rehearsal's are the rehearsed profile's at the rehearsal's sizes, same learning rates."""
+    from . import rehearsal
+
+    rehearsed = rehearsal.rehearsed(profile)
+    if rehearsed:
+        return {task: rehearsal.candidate(c) for task, c in grid(rehearsed).items()}
     return {task: SMOKE for task in GRID} if profile == "smoke" else GRID
 
 
@@ -81,9 +87,11 @@ def configs(tasks=None, model: str = "minilm-l6", precision: str = "auto", candi
 def run(out_dir, tasks=None, model: str = "minilm-l6", precision: str = "auto", candidates=None,
         progress: bool = True, backend: str = "local", address: str | None = None) -> pd.DataFrame:
     """Train the grid (dev only, cached in the store at `out_dir`; on `backend` as
-    `sweep.run_sweep` does) and its frozen references; return `table` of the two."""
+    `sweep.run_sweep` does) and its frozen references; return `table` of the two. At precision
+    `auto` a candidate stored at another precision is reused, as the notebooks' runs are."""
     runs = configs(tasks, model, precision, candidates)
-    records = sweep.run_sweep(runs, out_dir, progress=progress, score_test=False, backend=backend, address=address)
+    records = sweep.run_sweep(runs, out_dir, progress=progress, score_test=False, backend=backend, address=address,
+                              any_precision=precision == "auto")
     refs = reference.references_for(runs, out_dir, progress=progress)
     return table(records, refs)
 

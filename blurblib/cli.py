@@ -7,6 +7,9 @@
     blurb sweep SPEC.yaml --out DIR       a grid, resumable; --dry-run prints the plan
     blurb reproduce [--profile P] [--fresh] [--only NB ...]
                                           every notebook via papermill, then outputs/REPORT.md
+    blurb reproduce --profile paper --rehearse [--only NB ...]
+                                          the paper grids on this CPU, tiny, on random-weight twins
+                                          -> outputs/rehearsal/REPORT.md
     blurb bench throughput|memory|seeds|precision|workers|gpu|all [--quick] [--device D] [--out DIR]
                                           speed and memory benchmarks -> outputs/benchmarks/
 """
@@ -45,7 +48,7 @@ def _models_install(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    return _run_or_plan(finetune_configs(args), args)
+    return _run_or_plan(finetune_configs(args), args, any_precision=_asks_auto_precision(args))
 
 
 # RunConfig fields the finetune command sets another way (named, or a range of seeds), and what
@@ -87,6 +90,11 @@ def finetune_configs(args: argparse.Namespace) -> list:
     return [RunConfig(task=task, model=args.model, seed=seed, **fields) for seed in sweep.parse_seeds(args.seeds)]
 
 
+def _asks_auto_precision(args: argparse.Namespace) -> bool:
+    """No --precision, or --precision auto: a run stored at another precision then serves (as in the notebooks)."""
+    return (args.precision or _CLI_DEFAULTS["precision"]) == "auto"
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from . import calibration, tasks
 
@@ -103,17 +111,18 @@ def _sweep(args: argparse.Namespace) -> int:
     return _run_or_plan(configs, args)
 
 
-def _run_or_plan(configs, args: argparse.Namespace) -> int:
+def _run_or_plan(configs, args: argparse.Namespace, any_precision: bool = False) -> int:
     """Check every config first, so a bad value fails here and not after the plan (or an hour in)."""
     from . import sweep
 
     for config in configs:
         config.validate()
     _check_device(args.device, need_it=not args.dry_run and args.backend == "local")  # Ray's GPUs are on its nodes
-    print(sweep.format_plan(sweep.plan(configs, device=args.device, out_dir=args.out)))
+    print(sweep.format_plan(sweep.plan(configs, device=args.device, out_dir=args.out, any_precision=any_precision)))
     if args.dry_run:
         return 0
-    sweep.run_sweep(configs, args.out, device=args.device, backend=args.backend, address=args.address)
+    sweep.run_sweep(configs, args.out, device=args.device, backend=args.backend, address=args.address,
+                    any_precision=any_precision)
     return 0
 
 
@@ -134,7 +143,16 @@ def _check_device(name: str, need_it: bool) -> None:
 def _reproduce(args: argparse.Namespace) -> int:
     from . import reproduce
 
-    reproduce.run(args.profile, fresh=args.fresh, only=args.only, backend=args.backend, address=args.address)
+    if args.dry_run:
+        from . import dryrun, profiles
+
+        # an unknown profile (or one without a rehearsal) fails here, naming the known ones
+        name = profiles.get("00_blurb_tour", args.profile, rehearse=args.rehearse).name
+        cost = dryrun.cost_model(args.device or ("cuda" if name == "paper" else "cpu"))
+        print(dryrun.format_costs(dryrun.notebook_costs(name, args.device, cost), cost, name))
+        return 0
+    reproduce.run(args.profile, fresh=args.fresh, only=args.only, backend=args.backend, address=args.address,
+                  rehearse=args.rehearse)
     return 0
 
 
@@ -209,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "here) or ray (one Ray task per run); the notebooks' BACKEND parameter")
     rep.add_argument("--address", default=None, help="with --backend ray: the cluster (host:port, ray://..., auto); "
                      "the notebooks' RAY_ADDRESS parameter")
+    rep.add_argument("--rehearse", action="store_true", help="rehearse the profile (paper) on this CPU: its grids with "
+                     "tiny sizes and 2 seeds, every hub model replaced by its random-weight twin, into outputs/rehearsal/ "
+                     "(emptied first; notebooks/ and outputs/notebooks/ are never touched); the notebooks' REHEARSE "
+                     "parameter. A few minutes; the numbers mean nothing, a failing cell is a bug of the profile")
+    rep.add_argument("--dry-run", action="store_true", help="train nothing: print every notebook's plan in runs and "
+                     "GPU-hours (CPU-hours for offline profiles), per model size, with the assumptions")
+    rep.add_argument("--device", default=None, help="with --dry-run: cost the runs on cpu or cuda (default: the "
+                     "profile's device)")
     rep.set_defaults(func=_reproduce)
 
     from . import bench_commands  # argparse set-up only: the measuring code is imported when a benchmark runs

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -24,6 +25,13 @@ def _field(default, help: str):
     """A RunConfig field with its help text, which `blurb finetune --help` shows (the CLI's
     flags are generated from these fields, as `transformers.HfArgumentParser` does)."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def _late_field(default, help: str):
+    """A RunConfig field added after runs were stored. At its default it is left out of the run
+    id, so every stored id stays valid, and a record (or table row) written before it existed
+    reads as the default (`backfill`): a run that predates a knob is a run with the knob off."""
+    return dataclasses.field(default=default, metadata={"help": help, "late": True})
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,10 @@ class RunConfig:
     lpft_epochs: int = _field(0, "lpft technique: epochs training only the head on the frozen encoder first")
     head: str = _field("native", "cls, mean, biencoder or token; native: the model registry's head for the task")
     precision: str = _field("fp32", "fp32 or bf16 (autocast: weights and optimizer state stay fp32)")
+    slimfit_rate: float = _late_field(0.0, "slimfit technique: share of the scheduled layers (embeddings, encoder "
+                                      "blocks) frozen each step, those whose weights changed least; 0 is off")
+    slimfit_quant_bits: int = _late_field(0, "slimfit technique: 8 keeps the activations frozen blocks save for "
+                                          "backward as int8 rows; 0 keeps them at full precision")
 
     def __post_init__(self):
         # "native" names a head only relative to the model: store the concrete one, so the run id
@@ -93,6 +105,8 @@ class RunConfig:
             "max_length": self.max_length is None or self.max_length >= 8,
             "lpft_epochs": self.lpft_epochs >= 0,
             "precision": self.precision in precision.PRECISIONS,
+            "slimfit_rate": 0 <= self.slimfit_rate < 1,
+            "slimfit_quant_bits": self.slimfit_quant_bits in (0, 8),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -102,22 +116,69 @@ class RunConfig:
         if self.lpft_epochs and self.head == "biencoder":
             raise ConfigError("lpft_epochs needs a head with weights to probe; the biencoder head has none "
                               "(its step-0 model already is the zero-shot cosine): use head 'mean' or lpft_epochs=0")
+        self._validate_slimfit(models.get(self.model).layers)
+
+    def _validate_slimfit(self, blocks: int) -> None:
+        """SlimFit schedules the embeddings and the blocks that `freeze_layers` leaves trainable."""
+        if self.slimfit_quant_bits and not self.slimfit_rate:
+            raise ConfigError(f"slimfit_quant_bits={self.slimfit_quant_bits} stores what frozen blocks keep in 8 bits, "
+                              "but slimfit_rate=0 freezes none: set slimfit_rate (e.g. 0.9) or slimfit_quant_bits=0")
+        if not self.slimfit_rate:
+            return
+        if not 0 <= self.freeze_layers <= blocks:
+            return  # techniques.prepare names the bad freeze_layers
+        units = blocks - self.freeze_layers + (0 if self.freeze_layers else 1)
+        if units < 2:
+            raise ConfigError(f"freeze_layers={self.freeze_layers} leaves slimfit {units} of {self.model}'s layers to "
+                              "schedule; it needs two (one frozen, one training each step): lower freeze_layers")
+        frozen = int(self.slimfit_rate * units)  # SlimFit's rule, as slimfit.frozen_count
+        if frozen == 0:
+            raise ConfigError(f"slimfit_rate={self.slimfit_rate:g} freezes int({self.slimfit_rate:g} x {units}) = 0 of "
+                              f"the {units} layers slimfit schedules on {self.model} (the embeddings and the blocks "
+                              f"freeze_layers={self.freeze_layers} leaves trainable): raise slimfit_rate to at least "
+                              f"{math.ceil(1000 / units) / 1000:g}")
 
 
 def content_id(config, *labels: str) -> str:
-    """`task__model__<labels>__<hash of every field>`: readable, and equal for equal configs in
-    every clone and on every backend (the store's cache key)."""
-    payload = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    """`task__model__<labels>__<hash of the fields>`: readable, and equal for equal configs in
+    every clone and on every backend (the store's cache key). Every field counts except late
+    ones (`_late_field`) at their default, so a knob added later keeps every stored id."""
+    payload = json.dumps(_id_fields(config), sort_keys=True)
     digest = hashlib.sha1(payload.encode()).hexdigest()[:10]
     model = re.sub(r"[^A-Za-z0-9.-]+", "-", config.model.rstrip("/").split("/")[-1])
     return "__".join((config.task, model, *labels, digest))
 
 
+def _id_fields(config) -> dict:
+    """Every field, less the late ones at their default (so adding a knob renames no stored run)."""
+    values = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("late") and values[f.name] == f.default:
+            del values[f.name]
+    return values
+
+
+def late_defaults() -> dict:
+    """RunConfig's late fields at their defaults: what a record written before them ran with."""
+    return {f.name: f.default for f in dataclasses.fields(RunConfig) if f.metadata.get("late")}
+
+
+def backfill(fields: dict) -> dict:
+    """A stored record's config fields, with the late fields it predates at their defaults."""
+    return {**late_defaults(), **fields}
+
+
 def technique_label(config) -> str:
-    """`standard`, or the active knobs in registry order: `freeze3`, `llrd0.8`, `freeze3+llrd0.9`."""
+    """`standard`, or the active knobs in registry order: `freeze3`, `llrd0.8`, `freeze3+llrd0.9`;
+    a technique's qualifiers away from their neutral value follow its knob: `slimfit0.9-int8`."""
     from . import techniques
 
-    return "+".join(f"{t.name}{getattr(config, t.knob):g}" for t in techniques.active(config)) or "standard"
+    def label(t) -> str:
+        qualifiers = "".join(f"-{short}{getattr(config, field):g}" for field, short, neutral in t.qualifiers
+                             if getattr(config, field) != neutral)
+        return f"{t.name}{getattr(config, t.knob):g}{qualifiers}"
+
+    return "+".join(label(t) for t in techniques.active(config)) or "standard"
 
 
 def technique_knobs(name: str) -> dict:

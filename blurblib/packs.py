@@ -10,15 +10,20 @@ model packs, and whether the Hugging Face hub can be reached.
   each hold one piece of a split zip.
 * `hub_offline()`    - HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set, or the hub unreachable (one
                        short TCP probe per process, so an offline machine fails in seconds).
+* the local HF cache - what it holds of a hub model (`cached_weights_revision`, `cached_twin`),
+                       the exact command that fills it on a login node (`hub_fetch_command`,
+                       `fetch_hub`), and `using_hf_home()` to point a running process at one.
 
 A file is hashed once per process per version (`verify`). This module knows the packs by name
 (`PACKS`) but not the registry, so `models` imports it and not the other way round.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -204,6 +209,163 @@ def hub_reachable() -> bool:
         return False
 
 
+def offline_by_env() -> bool:
+    """HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE set: the documented way to say "compute node" (no probe)."""
+    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
+
+
 def hub_offline() -> bool:
     """True when the environment says offline or the hub cannot be reached."""
-    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or not hub_reachable()
+    return offline_by_env() or not hub_reachable()
+
+
+# ----------------------------------------------------------------------------- the local Hugging Face cache
+#
+# Compute nodes of a GPU cluster often have no internet: the models are downloaded on a login node
+# into the HF cache (`$HF_HOME/hub`, laid out by huggingface_hub as
+# models--org--name/{blobs, refs/main, snapshots/<commit>/...}) and read there with HF_HUB_OFFLINE=1.
+# Everything below reads that layout through huggingface_hub (`try_to_load_from_cache`,
+# `repo_folder_name`, `constants.HF_HUB_CACHE`), so it agrees with what `from_pretrained` will find.
+
+# What a fine-tuning run needs from a hub repo: config, tokenizer files, safetensors weights; never pickles.
+HUB_FETCH_PATTERNS = ("*.json", "*.txt", "*.safetensors")
+HUB_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+# A repo whose main branch holds only pytorch_model.bin has its safetensors in a pull request
+# opened by the hub's conversion bot (transformers' `safetensors_conversion` looks for the same one).
+SAFETENSORS_BOT = "SFconvertbot"
+SAFETENSORS_PR_TITLE = "Adding `safetensors` variant of this model"
+# Written into every shape-true twin (blurblib.twins): a cache entry with it holds random weights.
+TWIN_MARKER = "blurblib_twin.json"
+
+
+def hub_cache_dir() -> Path:
+    """The HF cache this process reads: huggingface_hub's own constant ($HF_HUB_CACHE, else $HF_HOME/hub),
+    read at its import; `using_hf_home` changes it for a running process."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_repo_dir(hub_id: str, cache_dir: Path | None = None) -> Path:
+    """`<cache>/models--org--name`, named by huggingface_hub's own rule."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return Path(cache_dir or hub_cache_dir()) / repo_folder_name(repo_id=hub_id, repo_type="model")
+
+
+def hub_fetch_command(hub_id: str) -> str:
+    """The shell command that puts `hub_id` into the HF cache on a machine with internet
+    (`hf` is the CLI of the pinned huggingface_hub; it honours HF_HOME like every other reader)."""
+    includes = " ".join(f'--include "{pattern}"' for pattern in HUB_FETCH_PATTERNS)
+    return f"hf download {hub_id} {includes}"
+
+
+def hub_fetch_python(hub_id: str) -> str:
+    """The same download as one huggingface_hub call."""
+    return f"huggingface_hub.snapshot_download({hub_id!r}, allow_patterns={list(HUB_FETCH_PATTERNS)!r})"
+
+
+def cached_hub_file(hub_id: str, filename: str, revision: str | None = None) -> Path | None:
+    """The cached file (main branch unless `revision`), or None; no network, never raises."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(hub_id, filename, cache_dir=hub_cache_dir(), revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def cached_weights_revision(hub_id: str) -> str | None:
+    """Which cached revision holds safetensors weights: "main", else the commit of another cached ref
+    (`refs/pr/N`, where the conversion bot's safetensors live when main has only pickles), else None."""
+    if any(cached_hub_file(hub_id, name) for name in HUB_WEIGHT_FILES):
+        return "main"
+    refs = hub_repo_dir(hub_id) / "refs"
+    others = sorted(ref for ref in refs.rglob("*") if ref.is_file() and ref != refs / "main") if refs.is_dir() else []
+    for ref in others:
+        commit = ref.read_text().strip()
+        if any(cached_hub_file(hub_id, name, revision=commit) for name in HUB_WEIGHT_FILES):
+            return commit
+    return None
+
+
+def cached_twin(hub_id: str) -> dict | None:
+    """The twin record when the cached main snapshot of `hub_id` is a blurblib shape-true twin."""
+    marker = cached_hub_file(hub_id, TWIN_MARKER)
+    return json.loads(marker.read_text()) if marker else None
+
+
+def missing_from_cache(what: str, hub_id: str, problem: str, alternatives: str = "") -> ModelUnavailableError:
+    """The error for a hub model the HF cache cannot serve: what is missing, and the exact fetch."""
+    return ModelUnavailableError(
+        f"{what} ({hub_id}) {problem}. Fetch it on a machine with internet (a login node) into the same "
+        f"HF_HOME, then run here with HF_HOME set to it and HF_HUB_OFFLINE=1:\n"
+        f"    {hub_fetch_command(hub_id)}\n"
+        f"or in Python: {hub_fetch_python(hub_id)}. If the repo's main branch has no model.safetensors "
+        f"(only pytorch_model.bin, which blurblib never loads), blurblib.packs.fetch_hub({hub_id!r}) also fetches "
+        "the hub's safetensors conversion." + (f" {alternatives}" if alternatives else ""))
+
+
+def fetch_hub(hub_id: str) -> Path:
+    """Download `hub_id`'s config, tokenizer files and safetensors weights into the HF cache (never
+    pickles) and return the main snapshot folder; run it where the hub is reachable (a login node).
+
+    When main holds only pytorch_model.bin, the weights come from the open pull request of the hub's
+    safetensors conversion bot; the offline loader finds them there (`cached_weights_revision`).
+    Offline, a cached model is returned as is and a missing one raises at once.
+    """
+    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(hub_id, allow_patterns=list(HUB_FETCH_PATTERNS),
+                                          cache_dir=hub_cache_dir()))
+    except LocalEntryNotFoundError as err:
+        raise missing_from_cache(f"model {hub_id!r}", hub_id,
+                                 f"is not in the HF cache {hub_cache_dir()} and the hub is unreachable ({err})") from err
+    if cached_weights_revision(hub_id) is None:
+        if hub_offline():
+            raise missing_from_cache(f"model {hub_id!r}", hub_id, "is in the HF cache without safetensors weights "
+                                     "and the hub is unreachable from here")
+        conversions = HfApi().get_repo_discussions(hub_id, author=SAFETENSORS_BOT, discussion_type="pull_request",
+                                                   discussion_status="open")
+        pr = next((d for d in conversions if d.title == SAFETENSORS_PR_TITLE), None)
+        if pr is None:
+            raise ModelUnavailableError(
+                f"model {hub_id!r} has no model.safetensors on its main branch and no open safetensors conversion "
+                f"by {SAFETENSORS_BOT}; convert pytorch_model.bin to model.safetensors in a local copy and pass that "
+                "directory as the model name")
+        hf_hub_download(hub_id, HUB_WEIGHT_FILES[0], revision=pr.git_reference, cache_dir=hub_cache_dir())
+    return snapshot
+
+
+@contextlib.contextmanager
+def using_hf_home(hf_home, offline: bool | None = True):
+    """Point this process and the workers it starts at the HF cache under `hf_home`.
+
+    huggingface_hub reads HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE once, at import, into
+    `huggingface_hub.constants` (which transformers reads at call time): setting the environment
+    alone would reach only new processes (sweep workers, Ray tasks), so both are set, and both
+    restored on exit. `offline=True` sets HF_HUB_OFFLINE=1, False sets 0, None leaves it.
+    """
+    from huggingface_hub import constants
+
+    hf_home = Path(hf_home).expanduser().resolve()
+    env = {"HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub")}
+    consts = {"HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub")}
+    if offline is not None:
+        env["HF_HUB_OFFLINE"] = "1" if offline else "0"
+        consts["HF_HUB_OFFLINE"] = bool(offline)
+    saved_env = {key: os.environ.get(key) for key in env}
+    saved_consts = {key: getattr(constants, key) for key in consts}
+    os.environ.update(env)
+    for key, value in consts.items():
+        setattr(constants, key, value)
+    try:
+        yield hf_home
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        for key, value in saved_consts.items():
+            setattr(constants, key, value)

@@ -11,6 +11,7 @@ import pandas as pd
 import seaborn as sns
 
 sns.set_theme(style="whitegrid", context="notebook")
+pd.set_option("display.max_colwidth", None)  # claims are the paper's sentences: a table shows them whole
 
 
 def save_figure(fig, profile, name: str):
@@ -38,18 +39,21 @@ def seed_distributions(df: pd.DataFrame, x: str, hue: str | None = None, col: st
     data = df.dropna(subset=[score])
     n_cols = max(data[col].nunique(), 1)
     fig, axes = plt.subplots(1, n_cols, figsize=(4.2 * n_cols, 3.8), squeeze=False)
+    reference_line = None
     for ax, (name, group) in zip(axes[0], data.groupby(col, sort=True)):
         sns.boxplot(data=group, x=x, y=score, hue=hue, ax=ax, fliersize=0, boxprops={"alpha": 0.35})
         sns.stripplot(data=group, x=x, y=score, hue=hue, ax=ax, dodge=hue is not None, size=5, legend=False)
         if reference and name in reference and np.isfinite(reference[name]):
-            ax.axhline(reference[name], color="grey", linestyle="--", linewidth=1.2, label="frozen reference")
-            ax.legend(loc="lower right", fontsize=7)
+            reference_line = ax.axhline(reference[name], color="grey", linestyle="--", linewidth=1.2)
         ax.set_title(name)
         ax.set_xlabel("")
         ax.tick_params(axis="x", rotation=20)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # one legend for all panels, below them: a legend inside a panel covers seeds
+    fig.tight_layout(rect=(0, 0.07, 1, 1) if reference_line is not None else None)
+    if reference_line is not None:
+        fig.legend([reference_line], ["frozen-encoder reference (dashed)"], loc="lower center", frameon=False, fontsize=8)
     return fig
 
 
@@ -62,6 +66,17 @@ def knob_curve(df: pd.DataFrame, knob: str, score: str = "test_score", hue: str 
     ax.set_title(title or knob)
     fig.tight_layout()
     return fig
+
+
+def rounded(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """`df.round(digits)` for display, except float columns whose values are all below 10**-digits
+    in size (learning rates): those are shown in scientific notation instead of as 0.0."""
+    out = df.round(digits)
+    for column in df.select_dtypes("float").columns:
+        values = df[column].dropna().abs()
+        if len(values) and (values > 0).all() and (values < 10 ** -digits).all():
+            out[column] = df[column].map(lambda v: f"{v:.0e}" if v == v else v)
+    return out
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:

@@ -4,11 +4,17 @@ Weights and optimizer state stay fp32 (autocast only lowers the matmuls), so bf1
 the arithmetic of each step, not what is learned; CPUs with `avx512_bf16` or AMX and
 recent GPUs run those matmuls ~1.7x faster. On a CPU without native bf16 the same autocast
 is emulated and slower than fp32, so `auto` picks fp32 there.
+
+A run asked for at `auto` is the same experiment at either precision (bf16 and fp32 agree
+within seed noise: outputs/benchmarks/precision.csv), so a results store filled on a machine
+with native bf16 serves one without it: `alternatives` lists what may stand in. Setting
+`BLURB_NATIVE_BF16=0` makes `auto` behave as on a CPU without native bf16, whatever this one has.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -17,11 +23,20 @@ from .errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
 _NATIVE_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+NATIVE_BF16_ENV = "BLURB_NATIVE_BF16"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when /proc/cpuinfo lists a bf16 matmul instruction set (Linux; elsewhere False),
+    unless `BLURB_NATIVE_BF16=0` says to act as a CPU without one."""
+    switch = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if switch not in ("", "0", "1"):
+        raise ConfigError(f"{NATIVE_BF16_ENV}={switch!r}: use 0 (act as a CPU without native bf16) or leave it unset")
+    return switch != "0" and _cpuinfo_lists_bf16()
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists a bf16 matmul instruction set (Linux; elsewhere False)."""
+def _cpuinfo_lists_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -38,6 +53,12 @@ def resolve(precision: str, device: str = "cpu") -> str:
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)} or auto")
     return precision
+
+
+def alternatives(precision: str) -> tuple[str, ...]:
+    """The precisions whose stored run may serve a run at `precision` resolved from `auto`:
+    itself first, then the others."""
+    return (precision, *(p for p in PRECISIONS if p != precision))
 
 
 def autocast(device: str, precision: str):

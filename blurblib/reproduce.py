@@ -1,27 +1,38 @@
 """`make reproduce`: execute every numbered notebook with papermill, then write REPORT.md.
 
     blurb reproduce --profile default [--fresh] [--only 03_stabilization]
+    blurb reproduce --profile paper --rehearse [--only 03]
 
 (`python -m blurblib.reproduce ...` is the same command.)
 
 Executed notebooks go to outputs/notebooks/, figures and tables are saved by the notebooks
-themselves (outputs/figures/, outputs/tables/). A notebook that raises stops the run with the
-notebook and the cell named. REPORT.md has one section per finding with its figures and its
-claim table, and names the profile, the machine and the date.
+themselves (outputs/figures/, outputs/tables/). Under the default profile the executed copies
+also replace notebooks/*.ipynb, so a reader who opens a notebook meets the real run's outputs
+(its cells unchanged; progress bars saved as their final text). A notebook that raises stops
+the run with the notebook and the cell named. REPORT.md has one section per finding with its
+figures and its claim table, and names the profile, the machine and the date.
+
+`--rehearse` runs the profile's rehearsal instead (`blurblib.rehearsal`: the paper grid, tiny,
+on the CPU, every hub model replaced by its random-weight twin): everything goes under
+outputs/rehearsal/ (emptied first), notebooks/ and outputs/notebooks/ are never written, and a
+failing notebook does not stop the others (the run ends naming every one that failed).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import html
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from . import paths, profiles
+from . import packs, paths, profiles, rehearsal
 from .errors import UnknownNameError
 from .plots import to_markdown
 
@@ -40,19 +51,96 @@ def _picks(name: str, notebook: Path) -> bool:
     return name in (notebook.stem, notebook.stem[:2])
 
 
-def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local", address: str | None = None) -> float:
-    """Run one notebook; raise SystemExit naming the notebook and cell when it fails."""
+READER_PROFILE = "default"  # the profile a notebook opens on; its executed copies are the notebooks a reader meets
+PROFILE_ENV = "BLURB_PROFILE"  # what a notebook's parameters cell reads for PROFILE (`make test` sets smoke)
+
+
+def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local", address: str | None = None,
+            rehearse: bool = False) -> float:
+    """Run one notebook; raise SystemExit naming the notebook and cell when it fails.
+
+    The profile reaches the kernel through `BLURB_PROFILE`, and only parameters that differ from
+    the notebook's defaults are injected, so a default run leaves the cells exactly as written."""
     import papermill as pm
 
     started = time.perf_counter()
     target = out_dir / notebook.name
+    given = (("BACKEND", backend), ("RAY_ADDRESS", address), ("REHEARSE", rehearse))
+    parameters = {name: value for name, value in given if value != _NOTEBOOK_DEFAULTS[name]}
     try:
-        pm.execute_notebook(str(notebook), str(target), parameters={"PROFILE": profile, "BACKEND": backend, "RAY_ADDRESS": address},
-                            cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False)
+        with _environment(PROFILE_ENV, profile):
+            pm.execute_notebook(str(notebook), str(target), parameters=parameters, cwd=str(NOTEBOOK_DIR),
+                                kernel_name="python3", progress_bar=False)
     except pm.PapermillExecutionError as err:
         raise SystemExit(f"reproduce: {notebook.name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
                          f"the partly executed notebook is {target}") from None
+    finally:
+        if target.is_file():
+            target.write_text(json.dumps(settle_progress_bars(json.loads(target.read_text())), indent=1, ensure_ascii=False) + "\n")
     return time.perf_counter() - started
+
+
+_NOTEBOOK_DEFAULTS = {"BACKEND": "local", "RAY_ADDRESS": None, "REHEARSE": False}
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def settle_progress_bars(nb: dict) -> dict:
+    """Replace each tqdm widget in a saved notebook by the text of its final state.
+
+    A saved widget shows its first state (`runs: 0%| 0/18`) wherever the widget state is not
+    loaded (JupyterLab by default, GitHub, nbviewer); the text of the bar as it ended is what
+    a reader needs. The widget state itself is then dropped from the notebook."""
+    state = nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view is None:
+                continue
+            text = _bar_text(state, view.get("model_id"))
+            if text is not None:
+                output["data"] = {"text/plain": [text]}
+    nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
+def _bar_text(state: dict, model_id: str | None) -> str | None:
+    """`desc: 100%|##########| 20/20 [03:07<00:00, 9.3s/it]` from a tqdm HBox (HTML, FloatProgress, HTML)."""
+    box = state.get(model_id or "", {}).get("state", {})
+    parts = [state.get(child.replace("IPY_MODEL_", ""), {}).get("state", {}) for child in box.get("children", [])]
+    if len(parts) != 3:
+        return None
+    left, bar, right = parts
+    done = float(bar.get("value") or 0) / float(bar.get("max") or 1)
+    cells = round(10 * min(max(done, 0.0), 1.0))
+
+    def plain(value: str) -> str:
+        return html.unescape(value or "").replace("\u2007", " ")
+
+    return f"{plain(left.get('value'))}|{'█' * cells}{' ' * (10 - cells)}|{plain(right.get('value'))}"
+
+
+def keep_for_readers(executed: Path, notebook: Path, profile: str = READER_PROFILE) -> None:
+    """The executed notebook becomes the one in notebooks/: same cells, the real run's outputs,
+    without papermill's per-cell bookkeeping (timings, status) that would change on every run;
+    `metadata.blurblib.profile` says which profile the saved outputs come from."""
+    nb = json.loads(executed.read_text())
+    for cell in nb["cells"]:
+        cell.get("metadata", {}).pop("papermill", None)
+        cell.get("metadata", {}).pop("execution", None)
+    nb["metadata"]["blurblib"] = {"profile": profile}
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _title(notebook: Path) -> str:
@@ -112,21 +200,28 @@ def learned_section(path: Path) -> list[str]:
     return lines
 
 
-def write_report(profile: str, out: Path) -> Path:
-    """One section per notebook: its figures and its claim table (from outputs/tables)."""
+def write_report(profile: str, out: Path, rehearsal_notes: list[str] | None = None) -> Path:
+    """One section per notebook: its figures and its claim table (from outputs/tables). A
+    rehearsal's report says so at the top, then what the rehearsal changed (`rehearsal_notes`)."""
     figures, tables = out / "figures", out / "tables"
+    title = ["# REHEARSAL, not a reproduction: random-weight twins, every number below is meaningless", "",
+             f"> `{profile}` (`blurblib.rehearsal`): the `{rehearsal.rehearsed(profile)}` profile's grids on this "
+             "CPU, tiny, with each hub model replaced by its shape-true twin (real config and vocabulary, random "
+             "weights). It shows that every notebook runs; it measures nothing."] if rehearsal_notes is not None \
+        else ["# Reproduction report"]
+    about = rehearsal_notes if rehearsal_notes is not None else [
+        "Offline profiles fine-tune small **general-domain** sentence encoders (all-MiniLM-L6-v2, "
+        "all-mpnet-base-v2) on a CPU with subsampled training sets, not the paper's biomedical "
+        "models on GPUs: the verdicts below are what these runs show, nothing more.", ""]
     lines = [
-        "# Reproduction report",
+        *title,
         "",
         f"* profile: `{profile}`",
         f"* machine: {machine()}",
         f"* date: {dt.date.today().isoformat()}",
         timing_line(notebook_timings(out / "notebooks")),
         "",
-        "Offline profiles fine-tune small **general-domain** sentence encoders (all-MiniLM-L6-v2, "
-        "all-mpnet-base-v2) on a CPU with subsampled training sets, not the paper's biomedical "
-        "models on GPUs: the verdicts below are what these runs show, nothing more.",
-        "",
+        *about,
     ]
     for notebook in notebook_paths():
         stem = notebook.stem
@@ -152,13 +247,17 @@ def check_only(only: list[str] | None) -> None:
 
 
 def run(profile: str = "default", fresh: bool = False, only: list[str] | None = None, backend: str = "local",
-        address: str | None = None) -> Path:
+        address: str | None = None, rehearse: bool = False) -> Path:
     """Execute the notebooks (all, or those `only` names) under `profile`, their sweeps on `backend`
     (a Ray cluster at `address` with "ray"), then write REPORT.md; `fresh` first moves the
-    profile's results store aside. Returns the report's path."""
-    # an unknown profile or backend fails here, before any notebook starts
-    store = Path(profiles.get("05_blurb_score", profile, backend=backend, ray_address=address).results_dir)
+    profile's results store aside. `rehearse`: the profile's rehearsal instead (`rehearse()`).
+    Returns the report's path."""
+    # an unknown profile or backend (or a profile without a rehearsal) fails here, before any notebook starts
+    store = Path(profiles.get("05_blurb_score", profile, backend=backend, ray_address=address,
+                              rehearse=rehearse).results_dir)
     check_only(only)
+    if rehearse:
+        return run_rehearsal(profile, only, backend, address)
     out = paths.outputs_dir()
     if fresh and store.exists():
         backup = store.with_name(f"{store.name}.bak-{dt.datetime.now():%Y%m%d-%H%M%S}")
@@ -170,9 +269,55 @@ def run(profile: str = "default", fresh: bool = False, only: list[str] | None = 
     for notebook in notebook_paths(only):
         print(f"[{dt.datetime.now():%H:%M:%S}] {notebook.name} (profile {profile}) ...", flush=True)
         timings[notebook.stem] = execute(notebook, profile, notebook_out, backend, address)
+        if profile == READER_PROFILE:
+            keep_for_readers(notebook_out / notebook.name, notebook)
         print(f"    done in {timings[notebook.stem] / 60:.1f} min", flush=True)
     report = write_report(profile, out)
     print(f"wall time {sum(timings.values()) / 60:.1f} min; report: {report}")
+    return report
+
+
+def run_rehearsal(profile: str = "paper", only: list[str] | None = None, backend: str = "local",
+                  address: str | None = None) -> Path:
+    """The rehearsal of `profile` (`blurblib.rehearsal`): the notebooks (all, or those `only`
+    names) on its grids, tiny, on this CPU, each hub model read by hub id from a scratch HF cache
+    holding its twin (installed first; kept between rehearsals). Everything goes under
+    outputs/rehearsal/, emptied first, so every run of the rehearsal is trained. A failing
+    notebook does not stop the others: the run ends with SystemExit naming each one that failed.
+    Returns the report's path (outputs/rehearsal/REPORT.md)."""
+    name, out = rehearsal.name_of(profile), rehearsal.output_dir()
+    check_only(only)
+    if out.exists():
+        shutil.rmtree(out)
+    notebook_out = out / "notebooks"
+    notebook_out.mkdir(parents=True)
+    selected = notebook_paths(only)
+    hub = rehearsal.hub_models([profiles.get(notebook.stem, profile, rehearse=True) for notebook in selected])
+    if hub:
+        from . import twins
+
+        started = time.perf_counter()
+        twins.install_all(rehearsal.hf_home(), names=hub)
+        print(f"twins of {', '.join(hub)} in {paths.shown(rehearsal.hf_home())} ({time.perf_counter() - started:.0f} s)",
+              flush=True)
+    timings, failures = {}, []
+    with packs.using_hf_home(rehearsal.hf_home(), offline=True):  # the kernels and their workers read the twins
+        for notebook in selected:
+            print(f"[{dt.datetime.now():%H:%M:%S}] {notebook.name} (profile {name}) ...", flush=True)
+            started = time.perf_counter()
+            try:
+                execute(notebook, profile, notebook_out, backend, address, rehearse=True)
+            except SystemExit as failure:
+                failures.append(str(failure))
+                print(f"    FAILED: {failure}", flush=True)
+            timings[notebook.stem] = time.perf_counter() - started
+            print(f"    {'failed' if failures and notebook.name in failures[-1] else 'done'} in "
+                  f"{timings[notebook.stem] / 60:.1f} min", flush=True)
+    report = write_report(name, out, rehearsal.report_notes(profile, [n.stem for n in selected], hub))
+    print(f"rehearsal wall time {sum(timings.values()) / 60:.1f} min; report: {report}")
+    if failures:
+        raise SystemExit(f"rehearsal of {profile}: {len(failures)} of {len(selected)} notebooks failed:\n  "
+                         + "\n  ".join(failures))
     return report
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import backfill
 from .errors import DataError, StoreWarning
 
 
@@ -224,10 +225,11 @@ def _warn_reclaimed(lock: Path, holder: dict | None) -> None:
 
 
 def load(root: str | os.PathLike) -> pd.DataFrame:
-    """All records of a store as a DataFrame, one row per run, config fields as columns."""
+    """All records of a store as a DataFrame, one row per run, config fields as columns (a record
+    older than a late RunConfig field reads it at its default, `config.backfill`)."""
     rows = []
     for record in ResultsStore(root).records():
         row = {k: v for k, v in record.items() if k != "config"}
-        row.update(record["config"])
+        row.update(backfill(record["config"]))
         rows.append(row)
     return pd.DataFrame(rows)

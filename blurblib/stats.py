@@ -39,7 +39,8 @@ def bootstrap_ci(values, statistic=np.mean, confidence: float = 0.95, seed: int 
 
 
 def summarize(df: pd.DataFrame, by: list[str], score: str = "test_score") -> pd.DataFrame:
-    """Per group: n, mean, std, min, max, IQR, failed-run rate and a bootstrap CI of the mean.
+    """Per group: n, mean, std, min, max, IQR, failed-run rate and a bootstrap CI of the mean,
+    and the precision its runs trained at (`bf16`, `fp32` or `bf16+fp32`) where runs record one.
 
     Failed runs count in the failed rate; the score statistics use the runs that produced a score.
     """
@@ -54,8 +55,14 @@ def summarize(df: pd.DataFrame, by: list[str], score: str = "test_score") -> pd.
             "n": len(group), "mean": _nan(values, np.mean), "std": _nan(values, lambda v: np.std(v, ddof=1) if len(v) > 1 else np.nan),
             "min": _nan(values, np.min), "max": _nan(values, np.max), "iqr": q3 - q1,
             "failed_rate": float(group["failed"].mean()), "ci_low": lo, "ci_high": hi,
+            **({"precision": precision_label(group["precision"])} if "precision" in group and "precision" not in by else {}),
         })
     return pd.DataFrame(rows)
+
+
+def precision_label(precisions) -> str:
+    """The precisions a group of runs trained at, e.g. `bf16` or `bf16+fp32` (a mixed group)."""
+    return "+".join(sorted({str(p) for p in precisions if isinstance(p, str)})) or "–"
 
 
 def _nan(values, fn) -> float:
@@ -64,7 +71,8 @@ def _nan(values, fn) -> float:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One claim tested on data: the effect, its 95% CI, a p-value and the computed verdict."""
+    """One claim tested on data: the effect, its 95% CI, the one-sided p-values for the claim
+    (`p_value`) and against it (`p_opposite`), and the verdict computed from them."""
 
     claim: str
     effect: str
@@ -74,9 +82,26 @@ class Comparison:
     p_value: float
     n: int
     verdict: str
+    p_opposite: float = float("nan")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """Columns in reading order: both p-values side by side, before the count and the verdict."""
+        row = asdict(self)
+        order = ["claim", "effect", "estimate", "ci_low", "ci_high", "p_value", "p_opposite", "n", "verdict"]
+        return {key: row[key] for key in order}
+
+
+def decided(claim: str, effect: str, estimate: float, ci_low: float, ci_high: float, p_value: float,
+            p_opposite: float, n: int) -> Comparison:
+    """A Comparison whose verdict is `verdict`'s rule on these numbers."""
+    return Comparison(claim, effect, estimate, ci_low, ci_high, p_value, n,
+                      verdict(ci_low, ci_high, p_value, p_opposite, n), p_opposite)
+
+
+def undecided(claim: str, effect: str, n: int = 0) -> Comparison:
+    """No data to decide on: every number NaN, verdict inconclusive."""
+    nan = float("nan")
+    return Comparison(claim, effect, nan, nan, nan, nan, n, "inconclusive", nan)
 
 
 MIN_PAIRS = 3
@@ -90,6 +115,9 @@ def verdict(ci_low: float, ci_high: float, p_value: float, p_opposite: float = 0
     * does not hold - the 95% CI lies below 0 and the one-sided p-value for the opposite
       direction (`p_opposite`) is below alpha: the data point the other way;
     * inconclusive - anything else, including fewer than 3 observations.
+
+    A one-sided Wilcoxon signed-rank p over n pairs is at least 2**-n, so paired claims need
+    n >= 5 to reach either verdict (`smallest_wilcoxon_p`).
     """
     if n < MIN_PAIRS or not np.isfinite(ci_low) or not np.isfinite(ci_high):
         return "inconclusive"
@@ -98,6 +126,11 @@ def verdict(ci_low: float, ci_high: float, p_value: float, p_opposite: float = 0
     if ci_high < 0 and p_opposite < alpha:
         return "does not hold"
     return "inconclusive"
+
+
+def smallest_wilcoxon_p(n: int) -> float:
+    """The smallest one-sided exact Wilcoxon signed-rank p that n pairs can give (all of one sign)."""
+    return 2.0 ** -n if n else 1.0
 
 
 def paired(df: pd.DataFrame, column: str, better: str, worse: str, claim: str,
@@ -118,10 +151,9 @@ def paired(df: pd.DataFrame, column: str, better: str, worse: str, claim: str,
 def _compare(diff: np.ndarray, claim: str, effect: str) -> Comparison:
     n = len(diff)
     if n == 0:
-        return Comparison(claim, effect, float("nan"), float("nan"), float("nan"), float("nan"), 0, "inconclusive")
+        return undecided(claim, effect)
     lo, hi = bootstrap_ci(diff)
-    p = wilcoxon_greater(diff)
-    return Comparison(claim, effect, float(np.mean(diff)), lo, hi, p, n, verdict(lo, hi, p, wilcoxon_greater(-diff), n))
+    return decided(claim, effect, float(np.mean(diff)), lo, hi, wilcoxon_greater(diff), wilcoxon_greater(-diff), n)
 
 
 def wilcoxon_greater(diff) -> float:
@@ -139,7 +171,7 @@ def spread_ratio(a, b, claim: str, effect: str, seed: int = 0) -> Comparison:
     a = np.asarray(pd.to_numeric(pd.Series(a), errors="coerce").dropna(), dtype=float)
     b = np.asarray(pd.to_numeric(pd.Series(b), errors="coerce").dropna(), dtype=float)
     if len(a) < 2 or len(b) < 2:
-        return Comparison(claim, effect, float("nan"), float("nan"), float("nan"), float("nan"), min(len(a), len(b)), "inconclusive")
+        return undecided(claim, effect, min(len(a), len(b)))
 
     def log_ratio(x, y):
         return np.log((np.std(y, ddof=1) + 1e-9) / (np.std(x, ddof=1) + 1e-9))
@@ -155,8 +187,7 @@ def spread_ratio(a, b, claim: str, effect: str, seed: int = 0) -> Comparison:
             warnings.simplefilter("ignore", RuntimeWarning)
             two_sided = float(_sp.levene(a, b, center="median").pvalue)
         p, p_opposite = (two_sided / 2, 1 - two_sided / 2) if estimate > 0 else (1 - two_sided / 2, two_sided / 2)
-    n = min(len(a), len(b))
-    return Comparison(claim, effect, estimate, lo, hi, p, n, verdict(lo, hi, p, p_opposite, n))
+    return decided(claim, effect, estimate, lo, hi, p, p_opposite, min(len(a), len(b)))
 
 
 def claims_table(comparisons: list[Comparison]) -> pd.DataFrame:

@@ -19,8 +19,8 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from . import models, paths, results, tasks
-from .config import RunConfig, technique_knobs
+from . import models, paths, precision, results, tasks
+from .config import RunConfig, backfill, technique_knobs
 from .errors import BlurbError, ConfigError
 from .techniques import neutral_knobs
 from .train import run
@@ -257,9 +257,23 @@ def applicable(configs: list[RunConfig]) -> tuple[list[RunConfig], list[str]]:
     return kept, sorted(set(left_out))
 
 
+def stored(store: results.ResultsStore, config: RunConfig, any_precision: bool = False) -> dict | None:
+    """The store's record of `config`; with `any_precision` (a run asked for at precision `auto`),
+    else the record of the same run at another precision. A record keeps its own id and precision."""
+    for candidate in _precision_twins(config) if any_precision else (config,):
+        record = store.get(candidate.run_id)
+        if record is not None:
+            return record
+    return None
+
+
+def _precision_twins(config: RunConfig) -> list[RunConfig]:
+    return [dataclasses.replace(config, precision=p) for p in precision.alternatives(config.precision)]
+
+
 def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: bool = True,
               workers: int | None = None, score_test: bool = True, backend: str = "local",
-              address: str | None = None) -> pd.DataFrame:
+              address: str | None = None, any_precision: bool = False) -> pd.DataFrame:
     """Run every config not yet in the store; return the store's records for these configs.
 
     All configs are validated before the first run starts, so a typo fails in a second, not
@@ -270,13 +284,15 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     cores; a run's numbers do not depend on which worker trained it. `score_test=False`
     trains without ever reading test (recipe calibration chooses on dev). `backend="ray"` runs
     each pending run as a Ray task instead (`workers` is then Ray's to decide), on a local
-    instance or the cluster at `address` (see `blurblib.ray_backend`).
+    instance or the cluster at `address` (see `blurblib.ray_backend`). `any_precision` lets a
+    stored record of the same run at another precision stand in (runs asked for at `auto`);
+    what is trained is always trained at the config's own precision.
     """
     check_backend(backend, address)
     for config in configs:
         config.validate()
     store = results.ResultsStore(out_dir)
-    todo = [c for c in configs if not store.has(c.run_id)]
+    todo = [c for c in configs if stored(store, c, any_precision) is None]
     workers = min(default_workers(device) if workers is None else workers, len(todo))
     if todo and progress:
         print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {paths.shown(out_dir)}; running {len(todo)}"
@@ -291,7 +307,7 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
         busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device, score_test)]
     if busy:
         _wait_for_others(store, busy, device, score_test)
-    return records_for(configs, out_dir)
+    return records_for(configs, out_dir, any_precision)
 
 
 BACKENDS = ("local", "ray")
@@ -371,15 +387,16 @@ def _wait_for_others(store: results.ResultsStore, busy: list[RunConfig], device:
     print(f"the other process's runs are in (waited {time.monotonic() - started:.0f} s)", flush=True)
 
 
-def records_for(configs: list[RunConfig], out_dir) -> pd.DataFrame:
-    """The stored records of exactly these configs (a notebook's view of a shared store)."""
+def records_for(configs: list[RunConfig], out_dir, any_precision: bool = False) -> pd.DataFrame:
+    """The stored records of exactly these configs (a notebook's view of a shared store); with
+    `any_precision`, a run's twin at another precision where the run itself is not stored."""
     store = results.ResultsStore(out_dir)
-    wanted = [store.get(c.run_id) for c in configs]
+    wanted = [stored(store, c, any_precision) for c in configs]
     rows = []
     for record in wanted:
         if record is not None:
             row = {k: v for k, v in record.items() if k != "config"}
-            row.update(record["config"])
+            row.update(backfill(record["config"]))  # a record older than a knob reads as the knob off
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -398,28 +415,36 @@ RUN_OVERHEAD_S = {"cpu": 3.0, "cuda": 15.0}
 
 @functools.lru_cache(maxsize=None)
 def _split_stats(task: str) -> dict:
-    """Examples per split and mean words per example (a proxy for sub-word length)."""
+    """Examples per split and mean words per example (a proxy for sub-word length). A split
+    missing here (EBM-PICO's train) is estimated from dev, scaled by the published counts, so a
+    plan for a cluster that has it can still be costed."""
     spec = tasks.get(task)
     stats = {}
     for split in tasks.present_splits(task):
         data = tasks.load(task, splits=[split])[split]
         words = sum(len(" ".join(map(str, data[f])).split()) if f != "tokens" else sum(map(len, data[f])) for f in spec.text_fields)
         stats[split] = (len(data), words / max(len(data), 1))
+    if "train" not in stats and "dev" in stats and spec.published.get("train") and spec.published.get("dev"):
+        count, words = stats["dev"]
+        stats["train"] = (round(count * spec.published["train"] / spec.published["dev"]), words)
     return stats
 
 
 def _run_seconds(config: RunConfig, device: str) -> float:
     kind = "cuda" if device.startswith("cuda") else "cpu"
+    return _run_flops(config) / EFFECTIVE_FLOPS[kind] + _train_steps(config) * STEP_OVERHEAD_S[kind] + RUN_OVERHEAD_S[kind]
+
+
+def _train_steps(config: RunConfig) -> int:
     count = _split_stats(tasks.get(config.task).name)["train"][0]
-    steps = -(-min(count, config.train_limit or count) // config.batch_size) * config.epochs
-    return _run_flops(config) / EFFECTIVE_FLOPS[kind] + steps * STEP_OVERHEAD_S[kind] + RUN_OVERHEAD_S[kind]
+    return -(-min(count, config.train_limit or count) // config.batch_size) * config.epochs
 
 
 def _run_flops(config: RunConfig) -> float:
     spec = tasks.get(config.task)
     max_length = config.max_length or spec.max_length
     stats = _split_stats(spec.name)
-    spec = models.get(config.model)
+    spec = _model_shape(config.model)
     params = 12 * spec.layers * spec.hidden**2  # attention + FFN weights of the encoder blocks
     total = 0.0
     for split, (count, words) in stats.items():
@@ -434,6 +459,19 @@ def _run_flops(config: RunConfig) -> float:
     return total
 
 
+def _model_shape(name: str) -> models.ModelSpec:
+    """The model's registry entry or folder; a pretraining arm not built yet (its folder absent)
+    is costed as the registry model its folder name starts with (`minilm-l6-pubmed-...`)."""
+    try:
+        return models.get(name)
+    except BlurbError:
+        stem = Path(name).name
+        bases = [m for m in models.MODELS if stem.startswith(f"{m}-")]
+        if not bases:
+            raise
+        return models.get(max(bases, key=len))
+
+
 @dataclass(frozen=True)
 class Plan:
     n_runs: int
@@ -441,23 +479,35 @@ class Plan:
     estimated_hours: float
     device: str
     by_task: pd.DataFrame
+    n_other_precision: int = 0  # of n_done: served by the same run stored at another precision
+
+    @property
+    def n_to_train(self) -> int:
+        return self.n_runs - self.n_done
 
 
-def plan(configs: list[RunConfig], device: str = "cpu", out_dir=None) -> Plan:
-    """Number of runs and a compute estimate, so a `paper` user knows the GPU hours first."""
+def plan(configs: list[RunConfig], device: str = "cpu", out_dir=None, any_precision: bool = False) -> Plan:
+    """Number of runs and a compute estimate, so a `paper` user knows the GPU hours first;
+    `any_precision` as in `run_sweep`."""
     store = results.ResultsStore(out_dir) if out_dir else None
     rows = []
     for config in configs:
-        done = bool(store and store.has(config.run_id))
+        record = stored(store, config, any_precision) if store else None
+        done = record is not None
         rows.append({"task": config.task, "model": config.model, "runs": 1, "done": int(done),
+                     "other_precision": int(done and record["config"].get("precision") != config.precision),
                      "hours": 0.0 if done else _run_seconds(config, device) / 3600})
     frame = pd.DataFrame(rows)
-    by_task = frame.groupby(["task", "model"], as_index=False)[["runs", "done", "hours"]].sum() if rows else frame
-    return Plan(len(configs), int(frame["done"].sum()) if rows else 0, float(frame["hours"].sum()) if rows else 0.0, device, by_task)
+    if not rows:
+        return Plan(0, 0, 0.0, device, frame)
+    by_task = frame.groupby(["task", "model"], as_index=False)[["runs", "done", "hours"]].sum()
+    return Plan(len(configs), int(frame["done"].sum()), float(frame["hours"].sum()), device, by_task,
+                int(frame["other_precision"].sum()))
 
 
 def format_plan(p: Plan) -> str:
-    lines = [f"{p.n_runs} runs ({p.n_done} already done); estimated {p.estimated_hours:.2f} h "
+    reused = f", {p.n_other_precision} of them stored at another precision" if p.n_other_precision else ""
+    lines = [f"{p.n_runs} runs ({p.n_done} already done{reused}); estimated {p.estimated_hours:.2f} h "
              f"({p.estimated_hours * 60:.1f} min) on {p.device} for the rest"]
     if len(p.by_task):
         table = p.by_task.assign(minutes=p.by_task["hours"] * 60).drop(columns="hours")

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from . import encoding, heads, metrics, models, optim, precision, tasks, techniques
+from . import encoding, heads, metrics, models, optim, precision, slimfit, tasks, techniques
 from .config import RunConfig
 
 # Subsamples are drawn with a fixed seed so that every fine-tuning seed sees the same
@@ -183,6 +183,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
     train_loader = _loader(encoded["train"], collate, config.batch_size, generator)
     scheduler = optim.linear_schedule(optimizer, config.warmup_ratio, len(train_loader) * config.epochs)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    ils = slimfit.attach(model, config, optimizer)  # None unless config.slimfit_rate: layers frozen step by step
 
     record = {
         "run_id": config.run_id,
@@ -210,7 +211,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
             epoch_start = time.perf_counter()
             for batch in train_loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
-                with precision.autocast(device, config.precision):
+                with precision.autocast(device, config.precision), slimfit.step(ils):
                     loss = model(**batch).loss
                 if not torch.isfinite(loss):
                     raise RunFailed(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
@@ -255,6 +256,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
         wall_time_s=time.perf_counter() - started,
         train_examples_per_s=(len(encoded["train"]) * len(dev_curve) / train_seconds) if train_seconds else None,
         peak_memory_mb=_peak_memory_mb(device),
+        **slimfit.finish(ils),
         finished_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     return record

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from blurblib import bench, encoding, models, tasks, train
+from blurblib import bench, encoding, models, precision, tasks, train
 from blurblib.bench import seeds, speed, verdicts
 from blurblib.bench.__main__ import main as bench_main
 from blurblib.errors import ConfigError, UnknownNameError
@@ -110,19 +110,67 @@ def test_baseline_and_ours_see_the_same_examples(task):
         assert padded["labels"].tolist() == pytest.approx(list(encoded["train"]["labels"]))
 
 
-def test_padded_tokens_per_example_counts_batch_maxima():
-    from datasets import Dataset
+def test_token_count_and_padding_share_of_constructed_batches():
+    count = bench.count_batches([{"attention_mask": torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])},
+                                 {"attention_mask": torch.tensor([[1, 1, 1]])}])
+    assert (count.sequences, count.real_tokens, count.computed_tokens) == (3, 4 + 2 + 3, 5 + 5 + 3)
+    assert (count.real_squared, count.computed_squared) == (16 + 4 + 9, 25 + 25 + 9)
+    assert count.padding_share == pytest.approx(1 - 9 / 13)
+    assert bench.count_batches([{"attention_mask": torch.ones(2, 7)}]).padding_share == 0
+    assert math.isnan(bench.TokenCount().padding_share)  # nothing computed: no share to speak of
 
-    assert speed._padded_tokens_per_example(Dataset.from_dict({"length": [7] * 10}), 4, seed=1) == pytest.approx(7.0)
-    lengths = [10] * 50 + [30] * 50
-    value = speed._padded_tokens_per_example(Dataset.from_dict({"length": lengths}), 4, seed=1)
-    # Between no padding at all (the mean) and padding every batch to 30; grouping keeps it near the mean.
-    assert np.mean(lengths) <= value < 30
-    assert value < np.mean(lengths) + 2
+
+def _tiny_bert(cls, seed=0):
+    from transformers import BertConfig
+
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                        max_position_embeddings=32, num_labels=3, attn_implementation="eager")
+    torch.manual_seed(seed)
+    return cls(config)
 
 
-def _fake_throughput(ratio_by_task, reps=3, base=10.0, tuned=None):
-    """Rows as `bench.throughput` returns them; `tuned` (per task, blurblib / tuned Trainer) adds arm (b)."""
+def test_flop_formula_on_a_tiny_bert():
+    """N and the formula written out for L=2, H=8, FFN 16, 3 labels, and checked against torch's own
+    FLOP counter on a real forward + backward (padding included: the padded shapes are computed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import BertForSequenceClassification, BertForTokenClassification
+
+    per_block = 4 * 8 * 8 + 2 * 8 * 16  # Q, K, V, attention output; the two feed-forward matrices
+    seq = bench.flop_model(_tiny_bert(BertForSequenceClassification), per_token_head=False)
+    assert seq == bench.FlopModel(per_token_params=2 * per_block, per_sequence_params=8 * 8 + 8 * 3, num_layers=2,
+                                  hidden=8)
+    tok = bench.flop_model(_tiny_bert(BertForTokenClassification), per_token_head=True)
+    assert (tok.per_token_params, tok.per_sequence_params) == (2 * per_block + 8 * 3, 0)  # no pooler, head per token
+    # Two sequences of real lengths 5 and 3: 6 N_tok (5 + 3) + 6 N_seq 2 + 12 L H (5^2 + 3^2).
+    assert seq.training_flops(8, 2, 34) == 6 * 1024 * 8 + 6 * 88 * 2 + 12 * 2 * 8 * 34 == 56736
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    count = bench.count_batches([{"attention_mask": mask}])
+    assert count.real_flops(seq) == 56736
+    for cls, model, labels in ((BertForSequenceClassification, seq, torch.tensor([0, 2])),
+                               (BertForTokenClassification, tok, torch.tensor([[0, 1, 2, 1, 0], [2, 1, 0, -100, -100]]))):
+        net = _tiny_bert(cls)
+        with FlopCounterMode(display=False) as counter:
+            net(input_ids=torch.randint(5, 50, (2, 5)), attention_mask=mask, labels=labels).loss.backward()
+        assert counter.get_total_flops() == count.computed_flops(model)
+        assert count.real_flops(model) < count.computed_flops(model)
+
+
+def test_matmul_peak_is_positive_finite_and_measured_once():
+    before = torch.get_num_threads()
+    peak = bench.matmul_peak_flops("fp32", size=64, reps=2, threads=1)
+    assert math.isfinite(peak) and peak > 1e6
+    assert torch.get_num_threads() == before  # the benchmark's thread count is left as it was
+    assert bench.matmul_peak_flops("fp32", size=64, reps=2, threads=1) == peak  # cached per process
+    peaks = bench.matmul_peaks(size=64)
+    assert set(peaks) == ({"fp32", "bf16"} if precision.cpu_has_native_bf16() else {"fp32"})
+    assert all(math.isfinite(v) and v > 0 for v in peaks.values())
+    with pytest.raises(ConfigError, match="unknown precision"):
+        bench.matmul_peak_flops("fp8", size=64)
+
+
+def _fake_throughput(ratio_by_task, reps=3, base=10.0, tuned=None, work=False):
+    """Rows as `bench.throughput` returns them; `tuned` (per task, blurblib / tuned Trainer) adds arm (b);
+    `work` the token and MFU columns (10 examples of 40 real tokens each, a baseline padded to 128)."""
     rows = []
     for task, ratio in ratio_by_task.items():
         for rep in range(reps):
@@ -131,8 +179,14 @@ def _fake_throughput(ratio_by_task, reps=3, base=10.0, tuned=None):
             if tuned is not None:
                 arms.insert(1, ("tuned_trainer", base * ratio * jitter / tuned[task], 40.0))
             for arm, ex_s, tokens in arms:
-                rows.append(dict(task=task, rep=rep, arm=arm, train_examples_per_s=ex_s, eval_examples_per_s=2 * ex_s,
-                                 train_tokens_per_example=tokens))
+                row = dict(task=task, rep=rep, arm=arm, train_examples_per_s=ex_s, eval_examples_per_s=2 * ex_s,
+                           train_tokens_per_example=tokens)
+                if work:
+                    flop_s = 1e9 * ex_s  # 1 GFLOP of real-token work per example
+                    row.update(real_tokens=400, computed_tokens=10 * tokens, padding_share=1 - 40 / tokens,
+                               train_flop_s=flop_s, peak_flop_s=100e9, mfu=flop_s / 100e9,
+                               precision="fp32" if arm == "baseline" else "bf16")
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -193,12 +247,35 @@ def test_tiny_throughput_runs_all_three_arms():
     assert set(df[df["arm"] != "baseline"]["precision"]) == {auto}
     assert set(df[df["arm"] == "tuned_trainer"]["optim"]) == {bench.trainer_optim("cpu")[0]}
     ner = df[df["task"] == "NCBI-disease"].set_index("arm")["train_tokens_per_example"]
-    assert ner["baseline"] == 512 and ner["tuned_trainer"] == ner["blurblib"] < 512
+    assert ner["baseline"] == 512 and max(ner["tuned_trainer"], ner["blurblib"]) < 512
+    # The work columns, counted from the batches each arm trained on: all arms trained the same real
+    # tokens (so the same model FLOPs); the baseline computed the task's max length per example.
+    for task, rows in df.groupby("task"):
+        rows = rows.set_index("arm")
+        assert (rows["real_tokens"] == round(4 * rows["mean_length"].iloc[0])).all(), task
+        assert rows["train_flops"].nunique() == 1 and (rows["train_flops"] > 0).all()
+        assert rows.loc["baseline", "computed_tokens"] == 4 * min(tasks.get(task).max_length, 512)
+        assert (rows["computed_tokens"] == rows["train_tokens_per_example"] * 4).all()
+        assert rows.loc["baseline", "padding_share"] > max(rows.loc["tuned_trainer", "padding_share"],
+                                                           rows.loc["blurblib", "padding_share"])
+        assert (rows["padding_share"] == 1 - rows["real_tokens"] / rows["computed_tokens"]).all()
+        assert (rows["computed_flops"] >= rows["train_flops"]).all()
+    assert np.allclose(df["train_flop_s"], df["train_flops"] / df["train_seconds"])
+    assert np.allclose(df["mfu"], df["train_flop_s"] / df["peak_flop_s"])
+    assert ((df["mfu"] > 0) & (df["mfu"] < 1)).all()
+    peaks = bench.matmul_peaks("cpu", int(df["torch_threads"].iloc[0]))  # cached: the values the rows used
+    assert (df["peak_flop_s"] == df["precision"].map(peaks)).all()
     summary = bench.throughput_summary(df).set_index("task")
     for col in ("train_ratio_median", "eval_ratio_median", "train_ratio_tuned_median", "eval_ratio_tuned_median",
                 "train_ratio_tuned_min", "train_ratio_tuned_max"):
         assert (summary[col] > 0).all(), col
     assert list(summary.index) == ["BIOSSES", "NCBI-disease", "geometric mean"]
+    for arm in ("baseline", "tuned_trainer", "blurblib"):
+        for col in ("padding_share", "real_tokens", "computed_tokens", "gflop_s", "gflop_s_min", "gflop_s_max",
+                    "peak_gflop_s", "mfu", "mfu_min", "mfu_max"):
+            assert summary.loc[["BIOSSES", "NCBI-disease"], f"{arm}_{col}"].notna().all(), (arm, col)
+    assert summary.loc["NCBI-disease", "baseline_mfu"] == pytest.approx(df.set_index(["task", "arm"]).loc[
+        ("NCBI-disease", "baseline"), "mfu"])
 
 
 def test_throughput_default_tasks_and_arms():
@@ -243,9 +320,11 @@ def test_score_cost_and_slimfit_budget():
 
 
 def test_training_flops_of_bert_base():
+    """Blocks per token; the pooler and the classifier read one [CLS] state per sequence."""
     net, _ = models.load("bert-base-shape", "GAD")
-    dense = 12 * (4 * 768 * 768 + 2 * 768 * 3072) + 768 * 768 + 768 * 2
-    assert bench.training_flops_per_step(net, 2, 16) == pytest.approx(6 * dense * 32 + 12 * 12 * 16 * 16 * 768 * 2)
+    blocks, head = 12 * (4 * 768 * 768 + 2 * 768 * 3072), 768 * 768 + 768 * 2
+    assert bench.training_flops_per_step(net, 2, 16) == pytest.approx(
+        6 * blocks * 32 + 6 * head * 2 + 12 * 12 * 16 * 16 * 768 * 2)
 
 
 def test_peak_flops_table():
@@ -276,3 +355,21 @@ def test_summary_markdown_from_saved_results(tmp_path):
     assert "| GAD |" in text and "3.03x (3.00–3.06)" in text
     assert "skipped: no CUDA device" in text
     assert (tmp_path / "throughput_summary.csv").is_file()
+    assert "MFU" not in text  # saved before the work columns existed: no such section
+
+
+def test_summary_markdown_shows_padding_and_mfu(tmp_path):
+    df = _fake_throughput({"GAD": 3.0}, tuned={"GAD": 1.5}, work=True)
+    summary = bench.throughput_summary(df)
+    bench.save_benchmark("throughput", {"throughput": df, "summary": summary}, None,
+                         dict(model="m", examples=8, batch_size=4, reps=3, device="cpu", baseline="b", blurblib="o",
+                              tuned_trainer="t", matmul_peak_flop_s={"fp32": 100e9, "bf16": 100e9},
+                              matmul_peak="best of 5 square matmuls of 2048"), tmp_path)
+    assert {"baseline_mfu", "blurblib_padding_share", "tuned_trainer_gflop_s"} <= set(
+        pd.read_csv(tmp_path / "throughput_summary.csv").columns)
+    text = bench.write_summary(tmp_path).read_text()
+    assert "Padding and model FLOPs utilisation (MFU)" in text and "12·L·H·ΣT²" in text
+    assert "best of 5 square matmuls of 2048 (fp32 100.0 GFLOP/s, bf16 100.0 GFLOP/s)" in text
+    # (a): 10 GFLOP/s of 100, padded 1280 tokens for 400 real; (c): 30.3 (30.0-30.6) GFLOP/s, 40 per example.
+    assert "| GAD | (a) HF-example | fp32 | 400 / 1280 | 69% | 10.0 (10.0–10.0) | 10.0% (10.0–10.0) |" in text
+    assert "| GAD | (c) blurblib | bf16 | 400 / 400 | 0% | 30.3 (30.0–30.6) | 30.3% (30.0–30.6) |" in text

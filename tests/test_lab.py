@@ -88,14 +88,22 @@ def _auth(token: str) -> dict:
     return {"Authorization": f"token {token}"}
 
 
-def test_lab_lists_the_numbered_notebooks(lab):
+def _listing(base: str, token: str, path: str = "") -> set[str]:
+    listing = requests.get(f"{base}/api/contents/{path}", headers=_auth(token), timeout=30)
+    assert listing.status_code == 200, (path, listing.text)
+    return {item["name"] for item in listing.json()["content"]}
+
+
+def test_lab_reaches_the_readme_the_notebooks_and_the_outputs(lab):
+    """The file browser starts at the repository root: what the notebooks' text points to is in reach."""
     base, token = lab
-    listing = requests.get(f"{base}/api/contents/", headers=_auth(token), timeout=30)
-    assert listing.status_code == 200
-    names = {item["name"] for item in listing.json()["content"]}
-    numbered = sorted(n for n in names if re.fullmatch(r"\d\d_\w+\.ipynb", n))
+    assert {"README.md", "notebooks", "outputs"} <= _listing(base, token)
+    numbered = sorted(n for n in _listing(base, token, "notebooks") if re.fullmatch(r"\d\d_\w+\.ipynb", n))
     expected = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert numbered == expected and len(numbered) >= 7 and numbered[0] == "00_blurb_tour.ipynb"
+    assert "REPORT.md" in _listing(base, token, "outputs")
+    report = requests.get(f"{base}/api/contents/outputs/REPORT.md", headers=_auth(token), timeout=30)
+    assert report.status_code == 200 and report.json()["content"].startswith("# Reproduction report")
 
 
 def test_lab_kernel_runs_a_cell_in_the_project_environment(lab):

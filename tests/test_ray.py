@@ -1,20 +1,33 @@
 """The Ray backend on a real local Ray instance: same records as the local backend, worker
-deaths retried, resumable across backends, failing runs reported while the rest finish."""
+deaths retried, resumable across backends, failing runs reported while the rest finish; and on
+a real two-node cluster started with `ray start` (marked `ray_cluster`): the documented recipe,
+token authentication included, and a node lost mid-sweep."""
+import contextlib
 import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
-from blurblib import cli, packs, ray_backend, results, sweep
+from blurblib import cli, packs, ray_auth, ray_backend, results, sweep
 from blurblib.errors import BlurbError, ConfigError
 from blurblib.train import RunConfig
+
+# One pytest-xdist worker runs every Ray test: two Ray instances at once would share ~/.ray and the cores.
+pytestmark = pytest.mark.xdist_group("ray")
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install ray (pinned in requirements.lock)")
 
@@ -184,3 +197,219 @@ def test_cli_takes_the_backend_and_refuses_an_address_without_ray(tmp_path, caps
     assert (args.backend, args.address) == ("ray", "10.0.0.5:6379")
     assert cli.main(["finetune", "--task", "BIOSSES", "--seeds", "1", "--out", str(tmp_path), "--address", "h:1"]) == 2
     assert "add backend 'ray' (--backend ray)" in capsys.readouterr().err
+
+
+def test_a_refusal_names_where_the_drivers_token_came_from(monkeypatch, tmp_path):
+    for name in (ray_auth.TOKEN_ENV, ray_auth.TOKEN_PATH_ENV, ray_auth.MODE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ray_auth.token_source() is None
+    assert "this driver has no token" in str(ray_auth.refusal("h:6379"))
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("t")
+    assert ray_auth.token_source() == str(tmp_path / ".ray" / "auth_token")
+    monkeypatch.setenv(ray_auth.TOKEN_PATH_ENV, "/etc/ray-token")
+    assert ray_auth.token_source() == "/etc/ray-token (named by RAY_AUTH_TOKEN_PATH)"
+    monkeypatch.setenv(ray_auth.TOKEN_ENV, "t")  # Ray's first choice
+    message = str(ray_auth.refusal("h:6379"))
+    assert "refused the token this driver sent, from the environment variable RAY_AUTH_TOKEN" in message
+    assert "`ray get-auth-token`" in message and "RAY_AUTH_TOKEN=<token>" in message
+    monkeypatch.setenv(ray_auth.MODE_ENV, "disabled")
+    assert "RAY_AUTH_MODE=disabled, so it sent no token; unset RAY_AUTH_MODE" in str(ray_auth.refusal("h:6379"))
+
+
+# A real cluster on this machine: `ray start --head` and a second node by `ray start --address`,
+# both with token authentication, and drivers run as `blurb sweep` in processes of their own
+# (a driver in this process would find the module's local instance, and Ray keeps its
+# authentication settings per process).
+RAY_CLI = Path(sys.executable).with_name("ray")
+BLURB_CLI = Path(sys.executable).with_name("blurb")
+START_TIMEOUT_S = 120
+SWEEP_TIMEOUT_S = 300
+# Settings a driver or node must not inherit from this process: a local `ray.init()` sets
+# RAY_AUTH_MODE=token for the rest of the process, and RAY_ADDRESS would pick the cluster.
+RAY_SETTINGS = ("RAY_ADDRESS", ray_auth.MODE_ENV, ray_auth.TOKEN_ENV, ray_auth.TOKEN_PATH_ENV)
+
+
+@dataclass(frozen=True)
+class RayNode:
+    """The processes of one `ray start`, found by the session it was started in: every process
+    of the node (GCS, raylet, agents, and task workers, which change only their process group)
+    keeps it. So a node is killed, or cleaned up, without touching another engineer's Ray
+    (`ray stop --force` would stop every Ray on the machine)."""
+
+    session: int
+
+    def processes(self) -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if os.getsid(proc.pid) == self.session:
+                    found.append(proc)
+        return found
+
+    def training(self) -> bool:
+        return any(_training(proc) for proc in self.processes())
+
+    def kill(self) -> None:
+        """SIGKILL every process of the node at once, as when the machine is lost."""
+        procs = self.processes()
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=10)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What a test needs of the running cluster: the head's address and token, and both nodes."""
+
+    address: str
+    token: str
+    head: RayNode
+    worker: RayNode
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in RAY_SETTINGS}
+    return {**env, **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _ray_start(args: list[str], env: dict, log: Path, attempts: int = 2) -> RayNode:
+    """`ray start ARGS` in a new session; the node once it has joined the cluster (`ray start`
+    waits for that). A node that did not start is killed and started once more: Ray gives a
+    raylet a fixed 30 s to register, which a machine shared with other jobs can miss."""
+    for _ in range(attempts):
+        with open(log, "w") as out:
+            proc = subprocess.Popen([str(RAY_CLI), "start", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        node = RayNode(proc.pid)
+        try:
+            code = proc.wait(timeout=START_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            code = "a timeout"
+        if code == 0:
+            return node
+        node.kill()
+    pytest.fail(f"`ray start {' '.join(args)}` failed {attempts} times ({code}):\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """A head and a second node, as on two machines: 1 CPU each, token authentication on (the
+    token passed as RAY_AUTH_TOKEN), ports and temp dirs of their own, so other Ray instances on
+    this machine are neither joined nor stopped. Costs about 25 s to start on 2 idle cores. Every
+    process of both nodes is killed at the end, whatever happened."""
+    root = Path(tempfile.mkdtemp(prefix="blurb-ray-"))  # short: Ray's socket paths must fit in 107 characters
+    token = secrets.token_hex(32)
+    env = _clean_env(**{ray_auth.MODE_ENV: "token", ray_auth.TOKEN_ENV: token})
+    node_args = ["--num-cpus", "1", "--object-store-memory", str(100 * 2**20), "--disable-usage-stats"]
+    address = f"127.0.0.1:{_free_port()}"
+    nodes = []
+    try:
+        nodes.append(_ray_start(["--head", "--port", address.rsplit(":", 1)[1], "--include-dashboard", "false",
+                                 "--temp-dir", str(root / "head"), *node_args], env, root / "head.log"))
+        nodes.append(_ray_start(["--address", address, "--temp-dir", str(root / "worker"), *node_args], env,
+                                root / "worker.log"))
+        yield Cluster(address, token, *nodes)
+    finally:
+        for node in nodes:
+            node.kill()
+        left = [proc for node in nodes for proc in node.processes()]
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"Ray processes still running after the cluster was stopped: {left}"
+
+
+def _tiny_spec(path: Path) -> Path:
+    """GRID as a sweep spec: the same run ids, so the local backend's records are the reference."""
+    hyper = {k: v for k, v in TINY.items() if k != "task"}
+    path.write_text(yaml.safe_dump({"tasks": [TINY["task"]], "models": ["minilm-l6"], "seeds": [c.seed for c in GRID],
+                                    "hyperparameters": hyper}))
+    assert [c.run_id for c in sweep.expand(sweep.SweepSpec.from_yaml(path))] == [c.run_id for c in GRID]
+    return path
+
+
+def _blurb_sweep(spec: Path, out: Path, address: str, env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "w") as sink:
+        return subprocess.Popen([str(BLURB_CLI), "sweep", str(spec), "--out", str(out), "--backend", "ray",
+                                 "--address", address], env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
+def _kill_when_training(node: RayNode, driver: subprocess.Popen, timeout_s: float) -> bool:
+    """Kill `node` once it has been training a run for half a second; False if it never did."""
+    deadline = time.monotonic() + timeout_s
+    while driver.poll() is None and time.monotonic() < deadline:
+        if node.training():
+            time.sleep(0.5)
+            if node.training():
+                node.kill()
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.ray_cluster
+@pytest.mark.parametrize("token, cause", [
+    (None, "this driver has no token"),
+    ("not-the-clusters-token", "it refused the token this driver sent, from the environment variable RAY_AUTH_TOKEN"),
+])
+def test_a_driver_without_the_clusters_token_is_told_so(two_node_cluster, tmp_path, token, cause):
+    """About 15 s each (a `blurb sweep` process); the cluster is shared with the next test."""
+    env = _clean_env(HOME=str(tmp_path),  # no ~/.ray/auth_token
+                     RAY_gcs_server_port_wait_time_s="1")  # Ray's 20 connect attempts would only repeat the refusal
+    if token:
+        env[ray_auth.TOKEN_ENV] = token
+    store, log = tmp_path / "store", tmp_path / "driver.log"
+    driver = _blurb_sweep(_tiny_spec(tmp_path / "spec.yaml"), store, two_node_cluster.address, env, log)
+    assert driver.wait(timeout=SWEEP_TIMEOUT_S) == 2
+    out = log.read_text()
+    error = next(line for line in out.splitlines() if line.startswith("blurb: error:"))
+    assert f"the Ray cluster at '{two_node_cluster.address}' requires token authentication and {cause}" in error
+    assert "`ray get-auth-token`" in error and "RAY_AUTH_TOKEN=<token>" in error and "~/.ray/auth_token" in error
+    assert "start it" not in error  # not the message for a cluster that is not there
+    assert "InvalidAuthToken" in out  # what Ray itself printed: the cluster did refuse it
+    assert not (store / "runs").exists()
+
+
+@pytest.mark.ray_cluster
+def test_a_sweep_on_a_cluster_loses_no_run_when_a_node_dies(two_node_cluster, local_store, tmp_path):
+    """The documented recipe end to end: a driver on "another machine" that has the head's token
+    in ~/.ray/auth_token (nothing else set) runs `blurb sweep --backend ray --address`; the second
+    node is killed (all its processes, SIGKILL) while it trains a run. Ray retries that run on the
+    head, and the store gets each run exactly once, with the numbers the local backend computes.
+    About 60-90 s on 2 cores: Ray starts a fresh worker process per node (importing torch) before
+    the four tiny runs."""
+    cluster = two_node_cluster
+    assert cluster.worker.processes(), "the second node is not running"
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(cluster.token)  # the head's token, copied to the driver's machine
+    store, log = tmp_path / "store", tmp_path / "driver.log"
+    driver = _blurb_sweep(_tiny_spec(tmp_path / "spec.yaml"), store, cluster.address, _clean_env(HOME=str(home)), log)
+    try:
+        killed = _kill_when_training(cluster.worker, driver, SWEEP_TIMEOUT_S)
+        code = driver.wait(timeout=SWEEP_TIMEOUT_S)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    out = log.read_text()
+    assert killed, f"the second node never trained a run:\n{out[-3000:]}"
+    assert code == 0, out[-3000:]
+    assert not cluster.worker.processes()
+    retried = re.findall(r"Task train_one_run failed\. There are \d+ retries remaining, so the task will be retried\. "
+                         r"Error: Task failed because the node it was running on is dead", out)
+    assert retried, out[-3000:]  # Ray's account of the run the node was training (1 CPU: one run)
+    records = results.ResultsStore(store).records()
+    assert sorted(r["run_id"] for r in records) == sorted(c.run_id for c in GRID)  # none lost, none twice
+    assert sorted(p.name for p in (store / "runs").iterdir()) == sorted(f"{c.run_id}.json" for c in GRID)
+    expected, got = _scores(local_store), _scores(store)
+    for run_id, (dev, test) in expected.items():
+        assert got[run_id][0] == pytest.approx(dev, abs=1e-6) and got[run_id][1] == pytest.approx(test, abs=1e-6)
+    assert not list(results.ResultsStore(store).locks.glob("*.lock"))

@@ -66,3 +66,21 @@ def test_spread_ratio_sees_the_noisier_group():
 def test_bootstrap_ci_edge_cases():
     assert all(np.isnan(stats.bootstrap_ci([1.0])))
     assert stats.bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def test_the_verdict_keeps_the_p_value_that_decided_it():
+    from blurblib import stats
+
+    worse = stats.paired(_pairs([-5, -4, -6, -5, -3]), "technique", "x", "standard", claim="x helps")
+    assert worse.verdict == "does not hold" and worse.p_opposite < 0.05 < worse.p_value
+    assert list(worse.as_dict())[5:9] == ["p_value", "p_opposite", "n", "verdict"]
+    four = stats.paired(_pairs([-5, -4, -6, -5]), "technique", "x", "standard", claim="x helps")
+    assert four.ci_high < 0 and four.verdict == "inconclusive" and four.p_opposite == stats.smallest_wilcoxon_p(4) == 1 / 16
+
+
+def _pairs(diffs):
+    import pandas as pd
+
+    rows = [{"task": "T", "model": "m", "seed": s, "technique": "standard", "test_score": 50.0} for s in range(len(diffs))]
+    rows += [{"task": "T", "model": "m", "seed": s, "technique": "x", "test_score": 50.0 + d} for s, d in enumerate(diffs)]
+    return pd.DataFrame(rows)

@@ -266,7 +266,7 @@ def test_every_technique_works_on_each_family(family):
 # --- the registry and the run-config entry points -------------------------------------------
 
 def test_registry_entries_and_knobs():
-    assert techniques.names() == ["standard", "freeze", "llrd", "reinit", "mixout", "lpft"]
+    assert techniques.names() == ["standard", "freeze", "llrd", "reinit", "mixout", "lpft", "slimfit"]
     for t in techniques.TECHNIQUES.values():
         if t.knob is None:
             assert t.name == "standard"

@@ -14,34 +14,49 @@ Seed sweeps multiply every cost by seeds x techniques x tasks, so notebook 06 an
                against K sequential runs: same per-seed losses, and the speed-up.
 * `gpu`      - `gpu_efficiency`: bf16 autocast, SDPA and `torch.compile` as a fraction of the
                GPU's peak FLOP/s; "skipped: no CUDA device" elsewhere.
+* `slimfit_compare` - SlimFit vs static freezing of as many layers vs standard: the score runs
+               (`slimfit_sweep`) and peak memory per arm in a fresh process (`slimfit_memory`).
 
-`verdicts.claims` turns the measurements into claim rows with the project's verdict rule,
+`flops` holds what throughput's MFU and padding columns rest on: the training-FLOP formula of an
+encoder (`flop_model`), real and padded token counts (`TokenCount`) and this machine's measured
+matmul peak (`matmul_peak_flops`).
+
+`verdicts.claims` (and `slimfit_claims`) turns the measurements into claim rows with the project's verdict rule,
 `figures` plots them, `report` saves them and writes SUMMARY.md; `settings` holds the goals
 and the per-profile sizes, `host` the machine description every figure carries.
 """
-from .figures import memory_figure, seeds_figure, throughput_figure
+from .figures import memory_figure, seeds_figure, slimfit_figure, throughput_figure
+from .flops import CountingCollator, FlopModel, TokenCount, count_batches, flop_model, matmul_peak_flops, matmul_peaks
 from .gpu import GPU_MODES, gpu_efficiency, gpu_step_time, peak_flops, training_flops_per_step
 from .host import machine, machine_label
 from .memory import (SavedTensorMeter, check_freeze_depth, freeze_depths, measure_memory, memory_probe,
                      memory_summary, memory_vs_freezing, parameter_table, peak_rss_mb)
 from .report import benchmarks_dir, save_benchmark, write_summary
+from .stored import stored
 from .seeds import seeds_parallel, seeds_parallel_runs, train_parallel, train_sequential
 from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, MEMORY_SETTINGS, MEMORY_TASK, SEED_SETTINGS,
-                       SLIMFIT_MEMORY_CUT, SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL, THROUGHPUT_TASKS,
-                       THROUGHPUT_TUNED_GOAL, memory_settings, seed_settings)
+                       SLIMFIT_MEMORY_CUT, SLIMFIT_MEMORY_CUT_MAX, SLIMFIT_MEMORY_SETTINGS, SLIMFIT_RATE,
+                       SLIMFIT_SCORE_BUDGET, SLIMFIT_SEEDS, THROUGHPUT_GOAL, THROUGHPUT_TASKS, THROUGHPUT_TUNED_GOAL,
+                       memory_settings, seed_settings, slimfit_memory_settings)
+from .slimfit_compare import (ARMS, arm_knobs, arm_of, matched_freeze_layers, measure_slimfit_memory, slimfit_memory,
+                              slimfit_memory_summary, slimfit_probe, slimfit_sweep)
 from .speed import (baseline_arm, baseline_max_length, best_precision, blurblib_arm, pad_to_max_length, throughput,
                     throughput_ratios, throughput_summary, trainer_optim, tuned_trainer_arm)
-from .verdicts import claims, freeze_sweep, score_cost
+from .verdicts import claims, freeze_sweep, score_cost, slimfit_claims, slimfit_task_table
 
 __all__ = [
-    "memory_figure", "seeds_figure", "throughput_figure", "GPU_MODES", "gpu_efficiency", "gpu_step_time",
+    "memory_figure", "seeds_figure", "throughput_figure", "CountingCollator", "FlopModel", "TokenCount",
+    "count_batches", "flop_model", "matmul_peak_flops", "matmul_peaks", "GPU_MODES", "gpu_efficiency", "gpu_step_time",
     "peak_flops", "training_flops_per_step", "machine", "machine_label", "SavedTensorMeter",
     "check_freeze_depth", "freeze_depths", "measure_memory", "memory_probe", "memory_summary",
     "memory_vs_freezing", "parameter_table", "peak_rss_mb", "benchmarks_dir", "save_benchmark",
-    "write_summary", "seeds_parallel", "seeds_parallel_runs", "train_parallel", "train_sequential",
+    "write_summary", "stored", "seeds_parallel", "seeds_parallel_runs", "train_parallel", "train_sequential",
     "FREEZE_FRACTIONS", "MEMORY_GOAL", "MEMORY_SETTINGS", "MEMORY_TASK", "SEED_SETTINGS",
     "SLIMFIT_MEMORY_CUT", "SLIMFIT_SCORE_BUDGET", "THROUGHPUT_GOAL", "THROUGHPUT_TASKS", "THROUGHPUT_TUNED_GOAL",
     "memory_settings", "seed_settings", "baseline_arm", "baseline_max_length", "best_precision", "blurblib_arm",
     "pad_to_max_length", "throughput", "throughput_ratios", "throughput_summary", "trainer_optim",
     "tuned_trainer_arm", "claims", "freeze_sweep", "score_cost",
+    "slimfit_figure", "SLIMFIT_MEMORY_CUT_MAX", "SLIMFIT_MEMORY_SETTINGS", "SLIMFIT_RATE", "SLIMFIT_SEEDS",
+    "slimfit_memory_settings", "ARMS", "arm_knobs", "arm_of", "matched_freeze_layers", "measure_slimfit_memory",
+    "slimfit_memory", "slimfit_memory_summary", "slimfit_probe", "slimfit_sweep", "slimfit_claims", "slimfit_task_table",
 ]

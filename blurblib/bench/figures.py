@@ -77,3 +77,46 @@ def seeds_figure(df: pd.DataFrame):
     ax.set_title(f"seeds in parallel ({df['device'].iloc[0]}): median, min-max")
     fig.tight_layout()
     return fig
+
+
+def slimfit_figure(memory: pd.DataFrame, runs: pd.DataFrame):
+    """Per task, test score (y) against the arm's peak training memory (x) on the runs' model: one
+    small dot per seed, a large one for the mean with its seed sd; the band below standard's mean
+    is SlimFit's 0.4-point budget. Left of standard and inside the band is what SlimFit claims."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .slimfit_compare import ARMS, memory_model_for
+    from .verdicts import ARM_NAMES, _with_arm
+
+    runs = _with_arm(runs)
+    model = memory_model_for(runs["model"].iloc[0], memory)
+    peaks = memory[memory["model"] == model].groupby("arm")["peak_mb"].median()
+    runs = runs.assign(peak_mb=runs["arm"].map(peaks), arm_name=runs["arm"].map(ARM_NAMES)).dropna(subset=["peak_mb"])
+    order = [ARM_NAMES[a] for a in ARMS if a in set(runs["arm"])]
+    palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
+    tasks = sorted(runs["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        own = runs[runs["task"] == task]
+        means = own.groupby("arm_name", as_index=False).agg(peak_mb=("peak_mb", "first"), score=("score", "mean"),
+                                                           sd=("score", "std"))
+        sns.scatterplot(data=own, x="peak_mb", y="score", hue="arm_name", hue_order=order, palette=palette, alpha=0.45,
+                        s=25, legend=False, ax=ax)
+        sns.scatterplot(data=means, x="peak_mb", y="score", hue="arm_name", hue_order=order, palette=palette, s=110,
+                        marker="D", legend=ax is axes[0][0], ax=ax)
+        ax.errorbar(means["peak_mb"], means["score"], yerr=means["sd"].fillna(0), fmt="none", ecolor="grey", lw=1)
+        standard = means.loc[means["arm_name"] == ARM_NAMES["standard"], "score"]
+        if len(standard):
+            top = float(standard.iloc[0])
+            ax.axhspan(top - SLIMFIT_SCORE_BUDGET, top, color="grey", alpha=0.15, lw=0)
+            ax.axhline(top, color="black", lw=0.8)
+        ax.set_title(task)
+        ax.set_xlabel(f"peak training memory, MB ({model})")
+        ax.set_ylabel("test score")
+    if axes[0][0].get_legend() is not None:
+        axes[0][0].legend(fontsize=8, title=None)
+    fig.suptitle(f"SlimFit vs static freezing vs standard; band: standard's mean - {SLIMFIT_SCORE_BUDGET:g} points",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -8,7 +8,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import models, optim, techniques
+from .. import models, optim
+from . import flops
 from .host import sync
 from .settings import MEMORY_TASK
 
@@ -27,14 +28,10 @@ def peak_flops(device_name: str) -> float | None:
 
 
 def training_flops_per_step(net: nn.Module, batch_size: int, seq_len: int) -> float:
-    """6 x (matmul weights of the blocks and head) x tokens, plus attention's 12 x L x T^2 x H per sequence."""
-    parts = techniques.encoder_parts(net)
-    dense = sum(m.weight.numel() for block in parts.blocks for m in block.modules() if isinstance(m, nn.Linear))
-    dense += sum(m.weight.numel() for mod in (parts.pooler, *parts.head) if mod is not None
-                 for m in mod.modules() if isinstance(m, nn.Linear))
-    hidden = int(net.config.hidden_size)
-    tokens = batch_size * seq_len
-    return 6.0 * dense * tokens + 12.0 * parts.num_blocks * seq_len * seq_len * hidden * batch_size
+    """`flops.FlopModel.training_flops` of one step of a sequence-classification model, every one of
+    the `batch_size` sequences `seq_len` real tokens long."""
+    model = flops.flop_model(net, per_token_head=False)
+    return model.training_flops(batch_size * seq_len, batch_size, batch_size * seq_len * seq_len)
 
 
 def gpu_step_time(model: str, mode: str, seq_len: int = 128, batch_size: int = 32, steps: int = 20,

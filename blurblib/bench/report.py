@@ -68,6 +68,44 @@ def _csv_sections(out_dir: Path) -> list[str]:
     return lines
 
 
+ARM_LABELS = {"baseline": "(a) HF-example", "tuned_trainer": "(b) best-configured Trainer", "blurblib": "(c) blurblib"}
+
+
+def _work_section(s: pd.DataFrame, st: dict) -> list[str]:
+    """Padding share and MFU per task and arm, with the formula behind them (throughput files saved
+    before these columns existed have none: no section)."""
+    from ..plots import to_markdown
+
+    arms = [arm for arm in ARM_LABELS if f"{arm}_mfu" in s]
+    if not arms:
+        return []
+    rows = []
+    for _, r in s[s["task"] != "geometric mean"].iterrows():
+        for arm in arms:
+            rows.append({"task": r["task"], "arm": ARM_LABELS[arm], "precision": r.get(f"{arm}_precision", ""),
+                         "real / computed tokens": f"{r[f'{arm}_real_tokens']:.0f} / {r[f'{arm}_computed_tokens']:.0f}",
+                         "padding share": f"{r[f'{arm}_padding_share']:.0%}",
+                         "real-token GFLOP/s": _range(r[f"{arm}_gflop_s"], r[f"{arm}_gflop_s_min"], r[f"{arm}_gflop_s_max"],
+                                                      ".1f"),
+                         "MFU": _range(100 * r[f"{arm}_mfu"], 100 * r[f"{arm}_mfu_min"], 100 * r[f"{arm}_mfu_max"],
+                                       ".1f", "%")})
+    peaks = st.get("matmul_peak_flop_s") or {}
+    measured = ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items())
+    return ["", "### Padding and model FLOPs utilisation (MFU)", "",
+            "MFU is the rate of *model* FLOPs, those of the real (non-padding) tokens, over the peak FLOP/s of the "
+            "arm's precision. Training FLOPs of a pass over sequences of real lengths T: 6·N_tok·ΣT + 6·N_seq·n + "
+            "12·L·H·ΣT², where N_tok counts the weights of the Linear layers every token goes through (the L encoder "
+            "blocks, a token head) and N_seq those applied once per sequence (pooler and sequence head); 6 = 2 FLOPs per "
+            "multiply-add × 3 (forward, backward to the activations, backward to the weights), and 12·L·H·T² is "
+            "attention's QKᵀ and AV (2·2·T²·H FLOPs forward per block, ×3 to train). Embeddings, biases, norms and the "
+            "optimizer step are left out. "
+            "Real and computed tokens are counted from the attention masks of the batches each arm trained on; "
+            "padding share = 1 − real / computed. The peak is measured, not a data-sheet figure: "
+            f"{st.get('matmul_peak', 'a large matmul timed per precision')}" + (f" ({measured})" if measured else "")
+            + ". Padding is computed but not counted, so max-length padding shows as a low MFU.", "",
+            to_markdown(pd.DataFrame(rows))]
+
+
 def write_summary(out_dir: Path | None = None) -> Path:
     """SUMMARY.md from the saved JSON files: every figure as median (min–max), with its machine."""
     from ..plots import to_markdown
@@ -111,6 +149,7 @@ def write_summary(out_dir: Path | None = None) -> Path:
                   + (f"(b): {st['tuned_trainer']}. " if st.get("tuned_trainer") else "")
                   + f"(c) blurblib: {st['blurblib']}. The geometric-mean row is over the per-task values.", "",
                   to_markdown(table)]
+        lines += _work_section(s, st)
     if "memory" in loaded:
         d = loaded["memory"]
         st = d["settings"]

@@ -11,6 +11,8 @@ THROUGHPUT_TASKS = ("BIOSSES", "GAD", "NCBI-disease", "ChemProt", "HoC")
 FREEZE_FRACTIONS = (0.0, 0.25, 0.5, 0.75)  # k = 0, L/4, L/2, 3L/4 frozen blocks
 SLIMFIT_MEMORY_CUT = 2.2  # SlimFit (Ardakani et al. 2023): average cut, up to 3.1x ...
 SLIMFIT_SCORE_BUDGET = 0.4  # ... at <= 0.4 points of accuracy
+SLIMFIT_MEMORY_CUT_MAX = 3.1  # ... "up to 3.1x" at the same budget
+SLIMFIT_RATE = 0.9  # SlimFit's usual freezing rate: int(0.9 x 7) = 6 of minilm-l6's 7 layers frozen each step
 THROUGHPUT_GOAL = 2.0  # blurblib vs (a) the HF example-script baseline
 THROUGHPUT_TUNED_GOAL = 1.0  # blurblib vs (b) the Trainer with its own best options: at least as fast
 MEMORY_GOAL = 1.5
@@ -31,11 +33,41 @@ SEED_SETTINGS = {
     "paper": dict(ks=(4, 8), n_examples=512, batch_size=32, max_length=128, reps=3),
 }
 
+# SlimFit vs static freezing vs standard (`slimfit_compare`): seeds of the score runs (every arm
+# paired with standard over (task, seed)), and the memory probe's sizes. `steps` full-size steps
+# follow SlimFit's schedule after its first cycle (on short batches), then one more has the
+# lowest layer train; static arms take `steps` full-size steps after one short one.
+SLIMFIT_SEEDS = {"smoke": (1,), "default": (1, 2, 3), "full": (1, 2, 3, 4, 5), "paper": (1, 2, 3, 4, 5)}
+SLIMFIT_MEMORY_SETTINGS = {
+    "smoke": dict(model_names=("minilm-l6",), seq_len=64, batch_size=4, steps=1, reps=1),
+    "default": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=2, reps=1),
+    "full": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=3, reps=3),
+    "paper": dict(model_names=("bert-base-shape", "bert-large-shape"), seq_len=256, batch_size=16, steps=3, reps=3),
+}
+
+
+def for_profile(table: dict, profile, sized=None):
+    """`table`'s entry for a notebook profile; a rehearsal's (`blurblib.rehearsal`) is the rehearsed
+    profile's, sized down by `sized` (default `rehearsal.bench_settings`)."""
+    from .. import rehearsal
+
+    rehearsed = rehearsal.rehearsed(profile.name)
+    if rehearsed is None:
+        return table[profile.name]
+    return (sized or rehearsal.bench_settings)(table[rehearsed])
+
 
 def memory_settings(profile) -> dict:
     """Keyword arguments of `memory_vs_freezing` for a notebook profile (device included)."""
-    return {**MEMORY_SETTINGS[profile.name], "device": profile.device}
+    from .. import rehearsal
+
+    return {**for_profile(MEMORY_SETTINGS, profile, rehearsal.memory_settings), "device": profile.device}
 
 
 def seed_settings(profile) -> dict:
-    return {**SEED_SETTINGS[profile.name], "device": profile.device}
+    return {**for_profile(SEED_SETTINGS, profile), "device": profile.device}
+
+
+def slimfit_memory_settings(profile) -> dict:
+    """Keyword arguments of `slimfit_memory` for a notebook profile (device included)."""
+    return {**for_profile(SLIMFIT_MEMORY_SETTINGS, profile), "device": profile.device}

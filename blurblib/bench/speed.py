@@ -15,6 +15,13 @@ all starting from the very same token ids:
 
 So c/a is what blurblib gains over the scripts people copy, c/b what it gains over the Trainer
 configured as well as the Trainer allows.
+
+Every row also says how much of the computed work was model work: the real (non-padding) and
+computed (padded) tokens of the batches the arm trained on, counted from their attention masks
+(the Trainers' through their collator, blurblib's from the very loader `train.run` builds), the
+padding share 1 - real / computed, the model FLOPs of the real tokens (`flops`: 6 N T plus
+attention's 12 L H T^2 per sequence), their rate, and MFU: that rate over this machine's measured
+matmul peak in the arm's precision.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from .. import encoding, models, optim, precision, tasks, train
 from ..errors import ConfigError
+from . import flops
 from .settings import THROUGHPUT_TASKS
 
 BASELINE, TUNED, BLURBLIB = "baseline", "tuned_trainer", "blurblib"  # arms (a), (b), (c)
@@ -134,21 +142,34 @@ def _group_by_length_option() -> dict:
     return {"group_by_length": True}
 
 
-def _time_trainer(net, args, train_set, eval_set, collator) -> tuple[float, float, str]:
+def _time_trainer(net, args, train_set, eval_set, collator) -> tuple[float, float, str, flops.TokenCount]:
     """Train one epoch (loop time only) then predict on `eval_set` (wall time). Also returns the
-    precision the Trainer really computed in: "bf16" only if its accelerator autocasts to bf16."""
+    precision the Trainer really computed in ("bf16" only if its accelerator autocasts to bf16)
+    and the tokens of the batches it trained on."""
     from transformers import Trainer
 
     timer = _LoopTimer()
-    trainer = Trainer(model=net, args=args, train_dataset=train_set, data_collator=collator, callbacks=[timer])
+    counting = flops.CountingCollator(collator)
+    trainer = Trainer(model=net, args=args, train_dataset=train_set, data_collator=counting, callbacks=[timer])
     trainer.remove_callback(PrinterCallback)  # without a progress bar it prints its metrics dict
     trainer.train()
+    trained, counting.count = counting.count, flops.TokenCount()  # predict's batches are not training work
     start = time.perf_counter()
     trainer.predict(eval_set)
     eval_seconds = time.perf_counter() - start
     accelerator = trainer.accelerator
     used = "bf16" if accelerator.native_amp and str(accelerator.mixed_precision) == "bf16" else "fp32"
-    return timer.seconds, eval_seconds, used
+    return timer.seconds, eval_seconds, used, trained
+
+
+def _work(net, task: str, trained: flops.TokenCount, n_train: int) -> dict:
+    """The columns every arm reports about what it computed: tokens per example (padding included),
+    real and computed tokens, the padding share, and the training FLOPs of the real tokens
+    (`train_flops`, what MFU counts) and of the padded shapes (`computed_flops`)."""
+    model = flops.flop_model(net, per_token_head=tasks.get(task).head_kind == "token_classification")
+    return {"train_tokens_per_example": trained.computed_tokens / n_train, "real_tokens": trained.real_tokens,
+            "computed_tokens": trained.computed_tokens, "padding_share": trained.padding_share,
+            "train_flops": trained.real_flops(model), "computed_flops": trained.computed_flops(model)}
 
 
 def baseline_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, batch_size: int = 16,
@@ -170,10 +191,11 @@ def baseline_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, bat
     eval_set = pad_to_max_length(encoded["dev"], task, tokenizer, max_length)
     with tempfile.TemporaryDirectory() as out_dir:
         args = _trainer_args(out_dir, batch_size, seed, device)
-        train_seconds, eval_seconds, used = _time_trainer(net, args, train_set, eval_set, default_data_collator)
+        train_seconds, eval_seconds, used, trained = _time_trainer(net, args, train_set, eval_set,
+                                                                   default_data_collator)
     return {"arm": BASELINE, "task": task, "n_train": len(train_set), "n_eval": len(eval_set),
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "train_tokens_per_example": float(max_length), "mean_length": float(np.mean(encoded["train"]["length"])),
+            **_work(net, task, trained, len(train_set)), "mean_length": float(np.mean(encoded["train"]["length"])),
             "precision": used, "optim": str(getattr(args.optim, "value", args.optim)), "note": ""}
 
 
@@ -210,13 +232,12 @@ def tuned_trainer_arm(task: str, model: str = "minilm-l6", n_examples: int = 128
             note = f"TrainingArguments rejected {optimizer_name}: {err}".splitlines()[0][:200]
             optimizer_name = "adamw_torch"
             args = _trainer_args(out_dir, batch_size, seed, device, optim=optimizer_name, **options)
-        train_seconds, eval_seconds, used = _time_trainer(net, args, train_set, eval_set, collator)
+        train_seconds, eval_seconds, used, trained = _time_trainer(net, args, train_set, eval_set, collator)
     if used != run_precision:
         note = "; ".join(filter(None, [note, f"asked the Trainer for {run_precision}, it computed in {used}"]))
     return {"arm": TUNED, "task": task, "n_train": len(train_set), "n_eval": len(eval_set),
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "train_tokens_per_example": _padded_tokens_per_example(encoded["train"], batch_size, seed),
-            "mean_length": float(np.mean(encoded["train"]["length"])),
+            **_work(net, task, trained, len(train_set)), "mean_length": float(np.mean(encoded["train"]["length"])),
             "precision": used, "optim": optimizer_name, "note": note}
 
 
@@ -224,13 +245,16 @@ def blurblib_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, bat
                  device: str = "cpu", seed: int = 1) -> dict:
     """(c) blurblib's own path: `train.run` exactly as a sweep calls it (its loop timer), at
     `precision.resolve("auto", device)`, then `train.predict_logits` on the same eval examples in
-    that precision, timed the same way as the Trainers' predict."""
+    that precision, timed the same way as the Trainers' predict. Its tokens are counted from the
+    loader `train.run` trains on, rebuilt with the run's seed: the same length-grouped batches."""
     run_precision = best_precision(device)
     config = _bench_config(task, model, n_examples, batch_size, seed, run_precision)
     record = train.run(config, device=device, progress=False)
     net, tokenizer = models.load(model, task)
     net.to(device)
     _, encoded = train.prepare_data(config, tokenizer)
+    trained = flops.count_batches(train._loader(encoded["train"], encoding.collator(task, tokenizer, head=config.head),
+                                                batch_size, torch.Generator().manual_seed(config.seed)))
     collate = encoding.collator(task, tokenizer)
     start = time.perf_counter()
     train.predict_logits(net, encoded["dev"], collate, batch_size, device, dtype=run_precision)
@@ -238,19 +262,8 @@ def blurblib_arm(task: str, model: str = "minilm-l6", n_examples: int = 128, bat
     n_train = record["n_train"]
     return {"arm": BLURBLIB, "task": task, "n_train": n_train, "n_eval": len(encoded["dev"]),
             "train_seconds": n_train / record["train_examples_per_s"], "eval_seconds": eval_seconds,
-            "train_tokens_per_example": _padded_tokens_per_example(encoded["train"], batch_size, seed),
-            "mean_length": float(np.mean(encoded["train"]["length"])),
+            **_work(net, task, trained, n_train), "mean_length": float(np.mean(encoded["train"]["length"])),
             "precision": run_precision, "optim": "adamw_torch_fused" if fused_adamw(device) else "adamw_torch", "note": ""}
-
-
-def _padded_tokens_per_example(split, batch_size: int, seed: int) -> float:
-    """Tokens the model actually processes per example under length-grouped dynamic padding."""
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    lengths = split["length"]
-    order = list(LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed)))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return sum(max(lengths[i] for i in b) * len(b) for b in batches) / len(order)
 
 
 ARMS = {BASELINE: baseline_arm, TUNED: tuned_trainer_arm, BLURBLIB: blurblib_arm}  # the interleaving order
@@ -266,6 +279,11 @@ def throughput(task_names=THROUGHPUT_TASKS, model: str = "minilm-l6", n_examples
     count) is set before every arm, so all three compute with the same number. A short untimed
     warm-up of every arm first, so none pays the process's one-time costs (kernel selection,
     imports).
+
+    The work columns (`_work`: real and computed tokens, `padding_share`, `train_flops`) come
+    with `train_flop_s` (real-token training FLOPs / loop seconds), `peak_flop_s` (this machine's
+    matmul peak in the arm's precision at the same threads, `flops.matmul_peak_flops`, measured
+    once before the first arm) and `mfu` = train_flop_s / peak_flop_s.
     """
     for task in task_names:
         tasks.get(task)  # an unknown name fails now, not after the first task's repetitions
@@ -278,6 +296,9 @@ def throughput(task_names=THROUGHPUT_TASKS, model: str = "minilm-l6", n_examples
     threads = int(threads or before)
     rows = []
     try:
+        peaks = flops.matmul_peaks(device, threads)  # before any arm: every precision an arm can compute in
+        if log:
+            log(f"matmul peak at {threads} torch threads: " + ", ".join(f"{p} {v / 1e9:.1f} GFLOP/s" for p, v in peaks.items()))
         if warmup:
             for name in arms:
                 torch.set_num_threads(threads)
@@ -290,11 +311,15 @@ def throughput(task_names=THROUGHPUT_TASKS, model: str = "minilm-l6", n_examples
                     row.update(rep=rep, model=model, batch_size=batch_size, device=device,
                                torch_threads=torch.get_num_threads(),
                                train_examples_per_s=row["n_train"] / row["train_seconds"],
-                               eval_examples_per_s=row["n_eval"] / row["eval_seconds"])
+                               eval_examples_per_s=row["n_eval"] / row["eval_seconds"],
+                               train_flop_s=row["train_flops"] / row["train_seconds"])
+                    peak = flops.matmul_peak_flops(row["precision"], device, threads)  # cached: measured above
+                    row.update(peak_flop_s=peak, mfu=row["train_flop_s"] / peak)
                     rows.append(row)
                     if log:
                         log(f"{task:13s} rep {rep} {name:13s} {row['precision']:4s} train "
-                            f"{row['train_examples_per_s']:7.1f} ex/s   eval {row['eval_examples_per_s']:7.1f} ex/s")
+                            f"{row['train_examples_per_s']:7.1f} ex/s   eval {row['eval_examples_per_s']:7.1f} ex/s   "
+                            f"padding {row['padding_share']:4.0%}   MFU {row['mfu']:5.1%}")
     finally:
         torch.set_num_threads(before)
     return pd.DataFrame(rows)
@@ -325,7 +350,10 @@ def throughput_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per task: each arm's train and eval examples/s (`<arm>_train_ex_s` median, `_min`, `_max`;
     same for `_eval_ex_s`), tokens per example, precision; the ratios c/a (`train_ratio_*`,
     `eval_ratio_*`) and c/b (`train_ratio_tuned_*`, `eval_ratio_tuned_*`) as median/min/max over
-    repetitions. A last row holds the geometric mean over tasks of each ratio column."""
+    repetitions. Where `df` has the work columns, also each arm's `<arm>_padding_share`,
+    `_real_tokens`, `_computed_tokens` (per repetition), `_gflop_s` (real-token training GFLOP/s,
+    median/min/max), `_peak_gflop_s` and `_mfu` (median/min/max). A last row holds the geometric
+    mean over tasks of each ratio column."""
     ratios = throughput_ratios(df)
     ratio_cols = [c for c in ratios.columns if "ratio" in c]
     arms = [a for a in ARMS if a in set(df["arm"])]
@@ -351,6 +379,9 @@ def throughput_summary(df: pd.DataFrame) -> pd.DataFrame:
         if "precision" in df.columns:
             for arm in arms:
                 row[f"{arm}_precision"] = "/".join(sorted(set(by_arm.get_group(arm)["precision"])))
+        if "mfu" in df.columns:
+            for arm in arms:
+                row.update(_work_summary(by_arm.get_group(arm), arm))
         rows.append(row)
     summary = pd.DataFrame(rows)
     if len(summary):
@@ -360,3 +391,14 @@ def throughput_summary(df: pd.DataFrame) -> pd.DataFrame:
                 geo[col] = float(np.exp(np.log(summary[col]).mean()))
         summary = pd.concat([summary, pd.DataFrame([geo])], ignore_index=True)
     return summary
+
+
+def _work_summary(rows: pd.DataFrame, arm: str) -> dict:
+    """One arm's padding, real-token FLOP/s and MFU over its repetitions of one task."""
+    gflop_s, mfu = rows["train_flop_s"] / 1e9, rows["mfu"]
+    return {f"{arm}_padding_share": float(rows["padding_share"].median()),
+            f"{arm}_real_tokens": float(rows["real_tokens"].median()),
+            f"{arm}_computed_tokens": float(rows["computed_tokens"].median()),
+            f"{arm}_gflop_s": float(gflop_s.median()), f"{arm}_gflop_s_min": float(gflop_s.min()),
+            f"{arm}_gflop_s_max": float(gflop_s.max()), f"{arm}_peak_gflop_s": float(rows["peak_flop_s"].median() / 1e9),
+            f"{arm}_mfu": float(mfu.median()), f"{arm}_mfu_min": float(mfu.min()), f"{arm}_mfu_max": float(mfu.max())}

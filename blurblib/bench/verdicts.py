@@ -1,5 +1,5 @@
 """Measurements into claims: one `stats.Comparison` per goal, with the project's verdict rule,
-and the score cost of each freezing depth from the sweeps."""
+the score cost of each freezing depth from the sweeps, and SlimFit against static freezing."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,15 +7,16 @@ import pandas as pd
 
 from .. import models, stats
 from .memory import freeze_depths
-from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, MEMORY_SETTINGS, SLIMFIT_MEMORY_CUT, SLIMFIT_SCORE_BUDGET,
-                       THROUGHPUT_GOAL, THROUGHPUT_TUNED_GOAL)
+from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, SLIMFIT_MEMORY_CUT, SLIMFIT_MEMORY_CUT_MAX,
+                       SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL, THROUGHPUT_TUNED_GOAL, memory_settings)
+from .slimfit_compare import arm_of, memory_model_for
 from .speed import throughput_ratios
 
 
 def freeze_sweep(profile, n_tasks: int = 2):
     """The score cost of each freezing depth: the profile's model on its first two tasks, at
     the depths its memory benchmark measures, with the profile's per-task run settings."""
-    fractions = MEMORY_SETTINGS[profile.name].get("fractions", FREEZE_FRACTIONS)
+    fractions = memory_settings(profile).get("fractions", FREEZE_FRACTIONS)  # a rehearsal's are thinned
     depths = freeze_depths(models.get(profile.models[0]).layers, fractions)
     return profile.sweep(tasks=profile.tasks[:n_tasks], models=profile.models[:1],
                          techniques=tuple({"freeze_layers": k} for k in depths))
@@ -39,11 +40,10 @@ def _comparison(claim: str, effect: str, diff) -> stats.Comparison:
     one-sided Wilcoxon p each way, `stats.verdict`."""
     diff = np.asarray(diff, dtype=float)
     if len(diff) == 0:
-        return stats.Comparison(claim, effect, float("nan"), float("nan"), float("nan"), float("nan"), 0, "inconclusive")
+        return stats.undecided(claim, effect)
     lo, hi = stats.bootstrap_ci(diff)
-    p = stats.wilcoxon_greater(diff)
-    return stats.Comparison(claim, effect, float(diff.mean()), lo, hi, p, len(diff),
-                            stats.verdict(lo, hi, p, stats.wilcoxon_greater(-diff), len(diff)))
+    return stats.decided(claim, effect, float(diff.mean()), lo, hi, stats.wilcoxon_greater(diff),
+                         stats.wilcoxon_greater(-diff), len(diff))
 
 
 def _ratio_claim(claim: str, ratios, target: float, what: str) -> tuple[stats.Comparison, str]:
@@ -115,3 +115,123 @@ def _score_budget_claim(runs: pd.DataFrame | None, fraction: float = 0.5) -> tup
     change = np.asarray(diff) - SLIMFIT_SCORE_BUDGET
     observed = f"{change.mean():+.2f} points (min {change.min():+.2f}, max {change.max():+.2f}; n={len(change)})"
     return comparison, observed
+
+
+# ----------------------------------------------------------------------------- SlimFit vs static freezing
+
+ARM_NAMES = {"standard": "standard", "static": "static freezing", "slimfit": "SlimFit",
+             "slimfit-int8": "SlimFit + int8 store"}
+
+
+def _with_arm(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs.assign(arm=[arm_of(row) for _, row in runs.iterrows()],
+                       score=pd.to_numeric(runs["test_score"], errors="coerce"))
+
+
+def _score_changes(runs: pd.DataFrame, arm: str, against: str = "standard") -> pd.Series:
+    """Test score of `arm` minus `against`, paired over (task, model, seed); failed runs keep their
+    score (`stats.paired`'s rule), runs without one drop their pair."""
+    on = ["task", "model", "seed"]
+    a = runs[runs["arm"] == arm].set_index(on)["score"]
+    b = runs[runs["arm"] == against].set_index(on)["score"]
+    return (a - b).dropna()
+
+
+def _peak_ratios(memory: pd.DataFrame, arm: str, against: str = "standard") -> pd.Series:
+    """peak(against) / peak(arm) per (model, rep)."""
+    peaks = memory.set_index(["model", "rep", "arm"])["peak_mb"].unstack("arm")
+    if arm not in peaks or against not in peaks:
+        return pd.Series(dtype=float)
+    return (peaks[against] / peaks[arm]).dropna()
+
+
+def _cut_claim(claim: str, ratios: pd.Series, target: float, what: str) -> tuple[stats.Comparison, str]:
+    """`_ratio_claim`, its observed ratio preceded by each model's where several were measured."""
+    comparison, observed = _ratio_claim(claim, list(ratios), target, what)
+    per_model = ratios.groupby(level="model", sort=False).median() if len(ratios) else pd.Series(dtype=float)
+    if len(per_model) > 1:
+        observed = ", ".join(f"{name} {cut:.2f}x" for name, cut in per_model.items()) + f"; overall {observed}"
+    return comparison, observed
+
+
+def _change_claim(claim: str, effect: str, change: pd.Series, budget: float) -> tuple[stats.Comparison, str]:
+    """Claim "change + budget > 0" per pair (budget 0: the arm scores higher)."""
+    comparison = _comparison(claim, effect, list(change + budget))
+    if not len(change):
+        return comparison, "not measured"
+    return comparison, (f"{change.mean():+.2f} points (min {change.min():+.2f}, max {change.max():+.2f}; "
+                        f"n={len(change)} (task, seed) pairs)")
+
+
+def _both(*verdicts: str) -> str:
+    """Two claims made together: holds if both hold, does not hold if either does not."""
+    if "does not hold" in verdicts:
+        return "does not hold"
+    return "holds" if all(v == "holds" for v in verdicts) else "inconclusive"
+
+
+def slimfit_claims(memory: pd.DataFrame | None, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """SlimFit's claims, for SlimFit (with and without its int8 store) and for static freezing of as
+    many layers, so the table shows what the schedule adds: per arm, peak memory >= 2.2x and >= 3.1x
+    lower than standard (per model and repetition of `slimfit_memory`) and <= 0.4 points lost
+    (test score against standard, paired over (task, seed)); `verdict_at_budget` is a memory row's
+    verdict together with its arm's score row, SlimFit's claim as made ("2.2x at <= 0.4 points").
+    Two rows compare SlimFit with static freezing directly, at the same frozen fraction."""
+    memory = memory if memory is not None else pd.DataFrame(columns=["model", "rep", "arm", "peak_mb"])
+    runs = _with_arm(runs) if runs is not None and len(runs) else pd.DataFrame(
+        columns=["task", "model", "seed", "arm", "score"])
+    rows = []
+    for arm in ("slimfit", "slimfit-int8", "static"):
+        name = ARM_NAMES[arm]
+        techs = memory[memory["arm"] == arm].groupby("model", sort=False)["technique"].first() \
+            if "technique" in memory else pd.Series(dtype=str)
+        techs = techs.iloc[0] if techs.nunique() == 1 else ", ".join(f"{t} on {m}" for m, t in techs.items())
+        ratios = _peak_ratios(memory, arm)
+        what = f"peak(standard)/peak({arm})"
+        for target, kind in ((SLIMFIT_MEMORY_CUT, "on average"), (SLIMFIT_MEMORY_CUT_MAX, "at most")):
+            rows.append((arm, "memory", *_cut_claim(
+                f"{name}: peak training memory >= {target:g}x lower than standard (SlimFit's cut {kind})"
+                + (f" [{techs}]" if techs else ""), ratios, target, what)))
+        rows.append((arm, "score", *_change_claim(
+            f"{name}: costs <= {SLIMFIT_SCORE_BUDGET:g} points of test score against standard",
+            f"score({arm}) - score(standard) + {SLIMFIT_SCORE_BUDGET:g} (points)",
+            _score_changes(runs, arm), SLIMFIT_SCORE_BUDGET)))
+    rows.append(("slimfit vs static", "memory", *_cut_claim(
+        "SlimFit's schedule keeps less memory than static freezing of as many layers",
+        _peak_ratios(memory, "slimfit", against="static"), 1.0, "peak(static)/peak(slimfit)")))
+    rows.append(("slimfit vs static", "score", *_change_claim(
+        "SlimFit's schedule scores higher than static freezing of as many layers",
+        "score(slimfit) - score(static) (points)", _score_changes(runs, "slimfit", against="static"), 0.0)))
+    table = stats.claims_table([c for _, _, c, _ in rows])
+    table.insert(0, "arm", [arm for arm, _, _, _ in rows])
+    table["observed"] = [o for _, _, _, o in rows]
+    score_verdict = {arm: c.verdict for arm, kind, c, _ in rows if kind == "score"}
+    table["verdict_at_budget"] = [_both(c.verdict, score_verdict[arm]) if kind == "memory" and arm in ARM_NAMES
+                                  else c.verdict for arm, kind, c, _ in rows]
+    return table
+
+
+def slimfit_task_table(memory: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task and arm: test score mean and sd over seeds, the change against standard over the
+    same seeds, and the arm's peak memory and cut on the runs' model (`slimfit_memory`'s setting,
+    the same for every task)."""
+    runs = _with_arm(runs)
+    cut, peak = {}, {}
+    if memory is not None and len(memory):
+        name = memory_model_for(runs["model"].iloc[0], memory)
+        on_model = memory[memory["model"] == name]
+        peak = on_model.groupby("arm")["peak_mb"].median().to_dict()
+        cut = {arm: float(_peak_ratios(on_model, arm).median()) for arm in peak}
+    rows = []
+    for (task, arm), group in runs.groupby(["task", "arm"], sort=True):
+        change = _score_changes(runs[runs["task"] == task], arm)
+        rows.append({"task": task, "arm": arm, "technique": group["technique"].iloc[0], "seeds": int(group["score"].notna().sum()),
+                     "mean_score": float(group["score"].mean()), "sd": float(group["score"].std(ddof=1)),
+                     "change_vs_standard": float(change.mean()) if len(change) else float("nan"),
+                     "change_min": float(change.min()) if len(change) else float("nan"),
+                     "change_max": float(change.max()) if len(change) else float("nan"),
+                     "peak_mb": peak.get(arm, float("nan")), "memory_cut": cut.get(arm, float("nan"))})
+    order = {arm: i for i, arm in enumerate(ARM_NAMES)}
+    table = pd.DataFrame(rows)
+    return table.sort_values(["task", "arm"], key=lambda c: c.map(order) if c.name == "arm" else c,
+                             ignore_index=True) if len(table) else table

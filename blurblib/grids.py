@@ -1,0 +1,159 @@
+"""What each notebook trains, defined once: the notebook, `blurb reproduce --dry-run` and the
+tests that check a committed store all plan the same runs.
+
+A `Grid` names the notebook's groups of runs (`parts`), the runs of its recipe calibration
+(their own store) and the frozen-encoder references it reads. `for_notebook(profile)` builds
+the grid of any notebook without training anything; notebook 01's pretraining arms are then
+named as `pretrain.serve_arms` would serve them (an arm the store lacks is the one this
+machine would pretrain).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import calibration, pretrain, reference, sweep, tasks
+from .config import RunConfig
+from .errors import UnknownNameError
+from .profiles import Profile
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A notebook's runs by group (`parts`), its calibration runs and which groups have references."""
+
+    parts: dict[str, list[RunConfig]]
+    calibration: list[RunConfig] = field(default_factory=list)
+    referenced: tuple[str, ...] = ()  # parts whose frozen-encoder references the notebook reads
+    left_out: tuple[str, ...] = ()  # grid cells that do not apply, and why
+
+    def runs(self) -> list[RunConfig]:
+        """Every run of the results store, each once, in the notebook's order."""
+        return list({c.run_id: c for part in self.parts.values() for c in part}.values())
+
+    def references(self) -> list[reference.ReferenceConfig]:
+        """The references of the referenced parts (in the results store)."""
+        return _references([c for name in self.referenced for c in self.parts[name]])
+
+    def calibration_references(self) -> list[reference.ReferenceConfig]:
+        """The references of the calibration runs (in the calibration store)."""
+        return _references(self.calibration)
+
+
+def _references(runs) -> list[reference.ReferenceConfig]:
+    return list(dict.fromkeys(reference.ReferenceConfig.for_run(c) for c in runs))
+
+
+def tour(P: Profile) -> Grid:
+    return Grid(parts={})
+
+
+def pretraining_arms(P: Profile, build: bool = True) -> dict[str, str]:
+    """`{arm: model}` of notebook 01: arms the store serves as they are, the rest pretrained here
+    (with `build=False`, only named: what a plan needs). `paper` has no arms: the hub models are."""
+    X = P.settings
+    if not X.arms:
+        return {name: name for name in P.models}
+    base = pretrain.PretrainConfig(model=P.models[0], batch_size=X.pretrain_batch, seq_length=X.pretrain_seq,
+                                   head_warmup_steps=X.head_warmup_steps, precision=_precision(P))
+
+    def served(model: str) -> bool:
+        return P.plan(_arm_runs(P, model)).n_to_train == 0
+
+    return pretrain.serve_arms(X.arms, X.pretrain_tokens, base, P.results_dir, served, build=build)
+
+
+def _precision(P: Profile) -> str:
+    from . import profiles
+
+    return profiles.task_settings(P.name, P.tasks[0], P.device)["precision"]
+
+
+def _arm_runs(P: Profile, model: str) -> list[RunConfig]:
+    return sweep.expand(P.sweep(models=[model]))
+
+
+def pretraining(P: Profile, arm_models: dict[str, str] | None = None) -> Grid:
+    """Every arm fine-tuned on the profile's tasks, and the heads contrasted on BIOSSES."""
+    arm_models = arm_models if arm_models is not None else pretraining_arms(P, build=False)
+    heads = sweep.expand(P.sweep(tasks=["BIOSSES"], models=[P.models[0]], hyperparameters={"head": list(P.settings.heads)}))
+    return Grid(parts={"arms": sweep.expand(P.sweep(models=list(arm_models.values()))), "heads": heads},
+                referenced=("heads",))
+
+
+def size(P: Profile) -> Grid:
+    return Grid(parts={"main": sweep.expand(P.sweep())}, referenced=("main",))
+
+
+def stabilization(P: Profile) -> Grid:
+    """The techniques against standard on every task (those that fit the head), and the knob
+    curves on one task."""
+    main, left_out = sweep.applicable(sweep.expand(P.sweep()))
+    X = P.settings
+    knobs = [c for knob, values in X.knobs.items()
+             for c in sweep.expand(P.sweep(tasks=[X.knob_task], techniques=[{knob: v} for v in values], seeds=X.knob_seeds))]
+    return Grid(parts={"main": main, "knobs": knobs}, referenced=("main",), left_out=tuple(left_out))
+
+
+def reinit(P: Profile) -> Grid:
+    return Grid(parts={"main": sweep.expand(P.sweep(techniques=[{"reinit_layers": n} for n in P.settings.reinit]))},
+                referenced=("main",))
+
+
+def trainable_tasks(P: Profile) -> list[str]:
+    """The profile's tasks that have a training split here (EBM-PICO may not)."""
+    return [t for t in P.tasks if "train" in tasks.present_splits(t)]
+
+
+def blurb_score(P: Profile) -> Grid:
+    """Every trainable task at its recipe, and the calibration runs the recipes were chosen from."""
+    trainable = trainable_tasks(P)
+    candidates = calibration.configs(tasks=trainable, model=P.models[0], candidates=calibration.grid(P.name))
+    return Grid(parts={"main": sweep.expand(P.sweep(tasks=trainable))}, calibration=candidates, referenced=("main",))
+
+
+def efficiency(P: Profile) -> Grid:
+    from . import bench
+
+    return Grid(parts={"freeze": sweep.expand(bench.freeze_sweep(P)), "slimfit": sweep.expand(bench.slimfit_sweep(P))})
+
+
+GRIDS = {
+    "00_blurb_tour": tour,
+    "01_pretraining_sensitivity": pretraining,
+    "02_size_vs_instability": size,
+    "03_stabilization": stabilization,
+    "04_low_resource_reinit": reinit,
+    "05_blurb_score": blurb_score,
+    "06_efficiency": efficiency,
+}
+
+
+def for_notebook(P: Profile) -> Grid:
+    if P.notebook not in GRIDS:
+        raise UnknownNameError(f"no grid for notebook {P.notebook!r}; grids exist for {', '.join(GRIDS)}")
+    return GRIDS[P.notebook](P)
+
+
+@dataclass(frozen=True)
+class NotebookPlan:
+    """What executing a notebook would train: its runs, calibration runs and references missing."""
+
+    notebook: str
+    runs: sweep.Plan
+    calibration: sweep.Plan
+    references_missing: int
+    references: int
+
+    @property
+    def to_train(self) -> int:
+        return self.runs.n_to_train + self.calibration.n_to_train + self.references_missing
+
+
+def plan(P: Profile) -> NotebookPlan:
+    """The notebook's plan against its profile's stores, computed without training anything."""
+    grid = for_notebook(P)
+    pairs = [(r, P.results_dir) for r in grid.references()] + [(r, P.calibration_dir()) for r in grid.calibration_references()]
+    missing = sum(not reference.store_for(where).has(r.run_id) for r, where in pairs)
+    calibration_plan = sweep.plan(grid.calibration, P.device, Path(P.calibration_dir()), any_precision=P.any_precision)
+    return NotebookPlan(P.notebook, P.plan(grid.runs()), calibration_plan, missing, len(pairs))

@@ -1,0 +1,37 @@
+"""The committed results store serves every default notebook on any CPU: nothing to train.
+
+A reader's `make reproduce` re-reads the committed runs instead of retraining them for hours.
+The store was filled on a CPU with native bf16; `BLURB_NATIVE_BF16=0` makes this machine act as
+one without (where `auto` resolves to fp32), the case a laptop or most cloud CPUs are.
+"""
+import pytest
+
+from blurblib import grids, precision, profiles
+
+
+@pytest.fixture(params=["as this CPU is", "without native bf16"])
+def cpu(request, monkeypatch):
+    if request.param == "without native bf16":
+        monkeypatch.setenv(precision.NATIVE_BF16_ENV, "0")
+    else:
+        monkeypatch.delenv(precision.NATIVE_BF16_ENV, raising=False)
+    return request.param
+
+
+@pytest.mark.parametrize("notebook", profiles.notebooks())
+def test_every_default_notebook_plans_nothing_to_train(notebook, cpu):
+    p = grids.plan(profiles.get(notebook, "default"))
+    assert p.runs.n_to_train == 0, f"{notebook} ({cpu}): {p.runs.n_to_train} of {p.runs.n_runs} runs to train"
+    assert p.calibration.n_to_train == 0, f"{notebook} ({cpu}): calibration runs to train"
+    assert p.references_missing == 0, f"{notebook} ({cpu}): {p.references_missing} references to compute"
+    if cpu == "without native bf16" and p.runs.n_runs:
+        assert p.runs.n_other_precision > 0  # served by the committed bf16 runs, not by fp32 runs of its own
+
+
+def test_the_grids_are_the_notebooks_runs():
+    """The grids have the size the notebooks' own checks count (a grid that lost a part would pass above)."""
+    counts = {nb: len(grids.for_notebook(profiles.get(nb, "default")).runs()) for nb in profiles.notebooks()}
+    assert counts["00_blurb_tour"] == 0
+    assert counts["02_size_vs_instability"] == 2 * 5  # minilm-l6 and mpnet-base, BIOSSES, 5 seeds
+    assert counts["05_blurb_score"] == 12 * 2  # the 12 trainable tasks, 2 seeds
+    assert min(counts[nb] for nb in profiles.notebooks() if nb != "00_blurb_tour") >= 3
