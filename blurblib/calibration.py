@@ -70,11 +70,12 @@ def grid(profile: str) -> dict[str, Candidate]:
     return {task: SMOKE for task in GRID} if profile == "smoke" else GRID
 
 
-def configs(tasks=None, model: str = "minilm-l6", precision: str = "auto", candidates=None) -> list[train.RunConfig]:
+def configs(tasks=None, model: str = "minilm-l6", precision: str = "auto", candidates=None,
+            device: str = "cpu") -> list[train.RunConfig]:
     """One run per (task, learning rate), with the model's native head, in the precision the
-    runs of a notebook use (`auto`: bf16 where the CPU has it)."""
+    runs of a notebook use on `device` (`auto`: bf16 where the device has it natively)."""
     candidates = candidates or GRID
-    precision = resolve_precision(precision)
+    precision = resolve_precision(precision, device)
     out = []
     for task in tasks or candidates:
         c = candidates[task]
@@ -85,13 +86,13 @@ def configs(tasks=None, model: str = "minilm-l6", precision: str = "auto", candi
 
 
 def run(out_dir, tasks=None, model: str = "minilm-l6", precision: str = "auto", candidates=None,
-        progress: bool = True, backend: str = "local", address: str | None = None) -> pd.DataFrame:
-    """Train the grid (dev only, cached in the store at `out_dir`; on `backend` as
+        progress: bool = True, backend: str = "local", address: str | None = None, device: str = "cpu") -> pd.DataFrame:
+    """Train the grid (dev only, cached in the store at `out_dir`; on `device` and `backend` as
     `sweep.run_sweep` does) and its frozen references; return `table` of the two. At precision
     `auto` a candidate stored at another precision is reused, as the notebooks' runs are."""
-    runs = configs(tasks, model, precision, candidates)
-    records = sweep.run_sweep(runs, out_dir, progress=progress, score_test=False, backend=backend, address=address,
-                              any_precision=precision == "auto")
+    runs = configs(tasks, model, precision, candidates, device)
+    records = sweep.run_sweep(runs, out_dir, device=device, progress=progress, score_test=False, backend=backend,
+                              address=address, any_precision=precision == "auto")
     refs = reference.references_for(runs, out_dir, progress=progress)
     return table(records, refs)
 

@@ -62,6 +62,37 @@ def size_table(df: pd.DataFrame, small: str, large: str) -> pd.DataFrame:
     return out.reset_index()
 
 
+def size_pairs(model_names) -> list[tuple[str, str]]:
+    """The (smaller, larger) pairs a profile compares: its models two by two, in order (offline:
+    minilm-l6 -> mpnet-base; paper: PubMedBERT base -> large, then PubMedELECTRA base -> large)."""
+    model_names = list(model_names)
+    if len(model_names) < 2 or len(model_names) % 2:
+        raise ConfigError(f"a size comparison takes models two by two, (smaller, larger) per family; got "
+                          f"{model_names}: list them as small1, large1, small2, large2, ...")
+    return list(zip(model_names[::2], model_names[1::2]))
+
+
+def size_table_by_pair(df: pd.DataFrame, pairs) -> pd.DataFrame:
+    """`size_table` for each (small, large) pair, one row per pair and task: the pair's models in
+    columns `small` and `large`, their statistics as `mean small`, `sd large`, ... so that pairs of
+    different families share one table."""
+    frames = []
+    for small, large in pairs:
+        table = size_table(df, small, large)
+        names = {f"{stat} {model}": f"{stat} {role}" for stat in ("mean", "sd", "failed")
+                 for model, role in ((small, "small"), (large, "large"))}
+        frames.append(table.rename(columns=names).assign(small=small, large=large))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["task", "small", "large", *[c for c in out.columns if c not in ("task", "small", "large")]]]
+
+
+def size_claims_by_pair(df: pd.DataFrame, pairs) -> pd.DataFrame:
+    """`size_claims` for each (small, large) pair, the pair named in columns `small` and `large`."""
+    frames = [size_claims(df, small, large).assign(small=small, large=large) for small, large in pairs]
+    out = pd.concat(frames, ignore_index=True)
+    return out[["small", "large", *[c for c in out.columns if c not in ("small", "large")]]]
+
+
 def reinit_claims(df: pd.DataFrame) -> pd.DataFrame:
     """Per task and model: each n > 0 re-initialised blocks against n = 0, paired over seeds."""
     rows = []

@@ -108,7 +108,8 @@ def trainable_tasks(P: Profile) -> list[str]:
 def blurb_score(P: Profile) -> Grid:
     """Every trainable task at its recipe, and the calibration runs the recipes were chosen from."""
     trainable = trainable_tasks(P)
-    candidates = calibration.configs(tasks=trainable, model=P.models[0], candidates=calibration.grid(P.name))
+    candidates = calibration.configs(tasks=trainable, model=P.models[0], candidates=calibration.grid(P.name),
+                                     device=P.device)
     return Grid(parts={"main": sweep.expand(P.sweep(tasks=trainable))}, calibration=candidates, referenced=("main",))
 
 

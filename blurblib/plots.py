@@ -116,9 +116,14 @@ def length_distributions(lengths: pd.DataFrame):
 
 
 def gain_vs_variance(table: pd.DataFrame):
-    """Per task: the larger model's mean score gain (x) against its seed-variance ratio (y, log)."""
+    """Per task: the larger model's mean score gain (x) against its seed-variance ratio (y, log);
+    with several (small, large) pairs (`findings.size_table_by_pair`), one marker per pair."""
     fig, ax = plt.subplots(figsize=(5, 3.8))
-    sns.scatterplot(data=table, x="score gain", y="variance ratio", hue="task", s=80, ax=ax)
+    pairs = table[["small", "large"]].drop_duplicates() if {"small", "large"} <= set(table.columns) else []
+    if len(pairs) > 1:
+        table = table.assign(pair=table["small"] + " -> " + table["large"])
+    sns.scatterplot(data=table, x="score gain", y="variance ratio", hue="task", style="pair" if len(pairs) > 1 else None,
+                    s=80, ax=ax)
     ax.set_yscale("log")
     ax.axhline(1, color="grey", linewidth=1, linestyle="dashed")
     ax.axvline(0, color="grey", linewidth=1, linestyle="dashed")

@@ -51,19 +51,28 @@ SETTINGS_SIZES = dict(length_sample=20, vocab_sample=20, pretrain_tokens=1024, p
                       head_warmup_steps=1, eval_blocks=2, reps=1, bench_examples=4)
 # The benchmarks' sizes (blurblib.bench.settings), where a table has these keys.
 BENCH_SIZES = dict(seq_len=16, batch_size=2, steps=1, reps=1, n_examples=4, max_length=16)
+# Thinned: notebook 05's recipe calibration tries each task's first learning rate only (the paper
+# grid: two or three), one run per trainable task; the curves and the choice code run all the same.
+CALIBRATION_LRS = 1
 # Thinned: notebook 06's memory benchmark starts a fresh Python process per (model, depth), seconds
 # each for bert-large-shape; k = 0 and L/2 (what its memory claim compares) instead of 0, L/4, L/2, 3L/4.
 MEMORY_FRACTIONS = (0.0, 0.5)
 
+# The kernels' own work (frozen references, benchmarks) on one thread, as the sweep workers already
+# run: on batches of four a second thread gains little, and on a busy machine (a test suite running
+# beside it) two threads per process ran matmuls 3.5x slower than one, references and benchmarks 3-4x.
+ENVIRONMENT = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 # Thinned grids: the tasks each notebook rehearses, of the paper's (None: all of them). The large
 # twins (24 x 1024) cost seconds a run, so the notebooks that cross them with many tasks run the
-# tasks that cover what the paper grid does there: every head kind (token: NCBI-disease; single
-# label: GAD; regression: BIOSSES; multi-label: HoC, in notebook 05) and, in 01, a low- and a
-# high-resource set (its spread claim compares them). Notebook 05 runs every trainable task on
+# tasks that cover what the paper grid does there: the sentence-pair head (BIOSSES, the low-resource
+# set the paper's size and re-init claims are about) and the token head (NCBI-disease); in 01 they
+# are also the low- and the high-resource set its spread claim needs. Every other head kind (single
+# label, multi-label) runs on pubmedbert-base in 05 and 06. Notebook 05 runs every trainable task on
 # pubmedbert-base and 00 tours all 13, so every task appears at least once.
 TASKS: dict[str, tuple[str, ...] | None] = {
     "00_blurb_tour": None,
-    "01_pretraining_sensitivity": ("BIOSSES", "GAD", "NCBI-disease"),  # of 6: one per head kind
+    "01_pretraining_sensitivity": ("BIOSSES", "NCBI-disease"),  # of 6: low and high resource, sentence pair and token
     "02_size_vs_instability": ("BIOSSES",),  # of 13: the small set the size claims are about
     "03_stabilization": ("BIOSSES", "NCBI-disease"),  # of 13: a sentence head and the token head
     "04_low_resource_reinit": ("BIOSSES",),  # of 4: the claim's task
@@ -118,10 +127,11 @@ def run_settings(settings: dict) -> dict:
 
 
 def candidate(c):
-    """A recipe-calibration candidate (`calibration.Candidate`) at `RUN_SIZES`, same learning rates."""
+    """A recipe-calibration candidate (`calibration.Candidate`) at `RUN_SIZES`, with its first
+    `CALIBRATION_LRS` learning rates."""
     names = {f.name for f in dataclasses.fields(c)}
     values = {k: getattr(c, k) for k in RUN_SIZES if k in names}
-    return dataclasses.replace(c, **_sized(values, RUN_SIZES))
+    return dataclasses.replace(c, **_sized(values, RUN_SIZES), lrs=tuple(c.lrs)[:CALIBRATION_LRS])
 
 
 def bench_settings(entry):
@@ -249,8 +259,10 @@ def report_notes(profile: str, notebooks, twins_of) -> list[str]:
     lines = ["## What the rehearsal changes", "",
              f"Same models, heads, techniques, knobs, learning rates and precision as `{profile}`; every fine-tuning "
              f"run at {run} (one optimizer step); the first {SEEDS} seeds (the fewest for which every seed statistic "
-             f"is defined); notebook 03's knob curves on {KNOB_SEEDS} seed; benchmarks at {BENCH_SIZES}; the memory "
-             f"benchmark at freezing fractions {MEMORY_FRACTIONS}; the CPU; stores under outputs/rehearsal/.",
+             f"is defined); notebook 03's knob curves on {KNOB_SEEDS} seed; notebook 05's calibration on each task's first "
+             f"{CALIBRATION_LRS} learning rate(s); benchmarks at {', '.join(f'{k} {v}' for k, v in BENCH_SIZES.items())}; "
+             f"the memory benchmark at freezing fractions {', '.join(map(str, MEMORY_FRACTIONS))}; the CPU; stores under "
+             "outputs/rehearsal/.",
              "", f"Hub models read as twins (random weights) from the scratch HF cache: {', '.join(twins_of) or 'none'}.",
              "", "| notebook | changed (paper -> rehearsal) |", "|---|---|"]
     for notebook in notebooks:

@@ -25,6 +25,7 @@ import html
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -300,25 +301,38 @@ def run_rehearsal(profile: str = "paper", only: list[str] | None = None, backend
         twins.install_all(rehearsal.hf_home(), names=hub)
         print(f"twins of {', '.join(hub)} in {paths.shown(rehearsal.hf_home())} ({time.perf_counter() - started:.0f} s)",
               flush=True)
-    timings, failures = {}, []
-    with packs.using_hf_home(rehearsal.hf_home(), offline=True):  # the kernels and their workers read the twins
+    timings, cpu, failures = {}, {}, []
+    with contextlib.ExitStack() as scope:
+        scope.enter_context(packs.using_hf_home(rehearsal.hf_home(), offline=True))  # kernels and workers read the twins
+        for variable, value in rehearsal.ENVIRONMENT.items():
+            scope.enter_context(_environment(variable, value))
         for notebook in selected:
             print(f"[{dt.datetime.now():%H:%M:%S}] {notebook.name} (profile {name}) ...", flush=True)
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), _children_cpu_s()
             try:
                 execute(notebook, profile, notebook_out, backend, address, rehearse=True)
             except SystemExit as failure:
                 failures.append(str(failure))
                 print(f"    FAILED: {failure}", flush=True)
-            timings[notebook.stem] = time.perf_counter() - started
+            timings[notebook.stem], cpu[notebook.stem] = time.perf_counter() - started, _children_cpu_s() - cpu_before
             print(f"    {'failed' if failures and notebook.name in failures[-1] else 'done'} in "
-                  f"{timings[notebook.stem] / 60:.1f} min", flush=True)
-    report = write_report(name, out, rehearsal.report_notes(profile, [n.stem for n in selected], hub))
-    print(f"rehearsal wall time {sum(timings.values()) / 60:.1f} min; report: {report}")
+                  f"{timings[notebook.stem] / 60:.1f} min ({cpu[notebook.stem]:.0f} CPU s)", flush=True)
+    cpu_line = (f"* CPU time of the notebooks' processes (kernels, workers, benchmark probes): {sum(cpu.values()):.0f} s ("
+                + ", ".join(f"{stem[:2]}: {seconds:.0f}" for stem, seconds in cpu.items()) + "); on a busy machine "
+                "it is the better measure of what the rehearsal costs")
+    notes = rehearsal.report_notes(profile, [n.stem for n in selected], hub)
+    report = write_report(name, out, [cpu_line, "", *notes])
+    print(f"rehearsal wall time {sum(timings.values()) / 60:.1f} min, {sum(cpu.values()):.0f} CPU s; report: {report}")
     if failures:
         raise SystemExit(f"rehearsal of {profile}: {len(failures)} of {len(selected)} notebooks failed:\n  "
                          + "\n  ".join(failures))
     return report
+
+
+def _children_cpu_s() -> float:
+    """User + system seconds of every finished child process (and theirs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -281,7 +281,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _ray_start(args: list[str], env: dict, log: Path, attempts: int = 2) -> RayNode:
+def _ray_start(args: list[str], env: dict, log: Path, attempts: int = 3) -> RayNode:
     """`ray start ARGS` in a new session; the node once it has joined the cluster (`ray start`
     waits for that). A node that did not start is killed and started once more: Ray gives a
     raylet a fixed 30 s to register, which a machine shared with other jobs can miss."""

@@ -85,4 +85,5 @@ def test_a_profile_sends_its_sweeps_to_its_backend(monkeypatch):
     monkeypatch.setattr(profiles, "run_sweep", lambda configs, out_dir, **kw: seen.update(out_dir=out_dir, **kw))
     p = profiles.get("03_stabilization", "smoke", backend="ray", ray_address="ray://head:10001", results_dir="/tmp/x")
     p.run_sweep([], progress=False)
-    assert seen == {"out_dir": "/tmp/x", "device": "cpu", "backend": "ray", "address": "ray://head:10001", "progress": False}
+    assert seen == {"out_dir": "/tmp/x", "device": "cpu", "backend": "ray", "address": "ray://head:10001", "progress": False,
+                    "any_precision": True}  # profiles ask for precision auto

@@ -138,14 +138,19 @@ def test_each_arm_keeps_what_its_frozen_layers_need_for_backward():
 
 
 def test_slimfit_memory_runs_each_arm_in_a_fresh_process():
-    memory = bench.slimfit_memory(model_names=("minilm-l6",), seq_len=16, batch_size=2, steps=1, int8=False, log=None)
-    assert list(memory["arm"]) == ["standard", "static", "slimfit"]
-    assert list(memory["technique"]) == ["standard", "freeze5", "slimfit0.9"]
+    memory = bench.slimfit_memory(model_names=("minilm-l6",), seq_len=16, batch_size=2, steps=1,
+                                  arms=("standard", "slimfit-int8"), log=None)
+    assert list(memory["technique"]) == ["standard", "slimfit0.9-int8"]
     assert (memory["peak_mb"] > memory["runtime_mb"]).all() and (memory["runtime_mb"] > 100).all()
+    slim = memory.set_index("arm").loc["slimfit-int8"]
+    assert [s["lowest_layer_forced"] for s in slim["per_step"]] == [False, True]
+    assert slim["peak_mb"] == max(s["peak_mb"] for s in slim["per_step"]) >= slim["peak_schedule_mb"]
     summary = bench.slimfit_memory_summary(memory).set_index("arm")
     assert summary.loc["standard", "cut_vs_standard"] == 1.0
-    assert summary.loc["static", "frozen_per_step"] == summary.loc["slimfit", "frozen_per_step"] == "6/7"
-    assert summary.loc["static", "cut_vs_standard"] > 1.0
+    assert summary.loc["slimfit-int8", "frozen_per_step"] == "6/7"
+    assert summary.loc["slimfit-int8", "saved_cut_vs_standard"] > 1.0
+    with pytest.raises(ConfigError, match="unknown arms"):
+        bench.slimfit_memory(arms=("slimfit-int4",))
 
 
 def test_bad_slimfit_memory_requests_fail_before_a_process_starts():
@@ -153,3 +158,15 @@ def test_bad_slimfit_memory_requests_fail_before_a_process_starts():
         bench.measure_slimfit_memory("minilm-l6", {"slimfit_quant_bits": 8})
     with pytest.raises(ConfigError, match="keys from"):
         bench_main(["slimfit-probe", '{"model": "minilm-l6", "freeze_layers": 3}'])
+
+
+def test_the_committed_measurement_feeds_the_summary_and_claims():
+    memory = bench.stored("slimfit_memory")
+    assert set(memory["arm"]) == set(bench.ARMS) and set(memory["model"]) == {"minilm-l6", "bert-base-shape"}
+    slim = memory[memory["arm"].str.startswith("slimfit")]
+    assert (slim["peak_mb"] >= slim["peak_schedule_mb"]).all()
+    assert all(s[-1]["lowest_layer_forced"] and "embeddings" in s[-1]["trained"] for s in slim["per_step"])
+    summary = bench.slimfit_memory_summary(memory)
+    assert len(summary) == 8 and (summary.loc[summary["arm"] == "standard", "cut_vs_standard"] == 1.0).all()
+    claims = bench.slimfit_claims(memory, None)
+    assert len(claims) == 11 and set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive"}

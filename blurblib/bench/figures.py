@@ -116,7 +116,6 @@ def slimfit_figure(memory: pd.DataFrame, runs: pd.DataFrame):
         ax.set_ylabel("test score")
     if axes[0][0].get_legend() is not None:
         axes[0][0].legend(fontsize=8, title=None)
-    fig.suptitle(f"SlimFit vs static freezing vs standard; band: standard's mean - {SLIMFIT_SCORE_BUDGET:g} points",
-                 fontsize=10)
+    fig.suptitle(f"grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -188,7 +188,7 @@ def slimfit_claims(memory: pd.DataFrame | None, runs: pd.DataFrame | None) -> pd
         techs = techs.iloc[0] if techs.nunique() == 1 else ", ".join(f"{t} on {m}" for m, t in techs.items())
         ratios = _peak_ratios(memory, arm)
         what = f"peak(standard)/peak({arm})"
-        for target, kind in ((SLIMFIT_MEMORY_CUT, "on average"), (SLIMFIT_MEMORY_CUT_MAX, "at most")):
+        for target, kind in ((SLIMFIT_MEMORY_CUT, "on average"), (SLIMFIT_MEMORY_CUT_MAX, "at best")):
             rows.append((arm, "memory", *_cut_claim(
                 f"{name}: peak training memory >= {target:g}x lower than standard (SlimFit's cut {kind})"
                 + (f" [{techs}]" if techs else ""), ratios, target, what)))
