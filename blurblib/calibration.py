@@ -93,7 +93,7 @@ def run(out_dir, tasks=None, model: str = "minilm-l6", precision: str = "auto", 
     runs = configs(tasks, model, precision, candidates, device)
     records = sweep.run_sweep(runs, out_dir, device=device, progress=progress, score_test=False, backend=backend,
                               address=address, any_precision=precision == "auto")
-    refs = reference.references_for(runs, out_dir, progress=progress)
+    refs = reference.references_for(runs, out_dir, progress=progress, device=device)
     return table(records, refs)
 
 

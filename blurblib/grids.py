@@ -91,7 +91,8 @@ def stabilization(P: Profile) -> Grid:
     main, left_out = sweep.applicable(sweep.expand(P.sweep()))
     X = P.settings
     knobs = [c for knob, values in X.knobs.items()
-             for c in sweep.expand(P.sweep(tasks=[X.knob_task], techniques=[{knob: v} for v in values], seeds=X.knob_seeds))]
+             for c in sweep.expand(P.sweep(tasks=[X.knob_task], models=X.knob_models,
+                                               techniques=[{knob: v} for v in values], seeds=X.knob_seeds))]
     return Grid(parts={"main": main, "knobs": knobs}, referenced=("main",), left_out=tuple(left_out))
 
 

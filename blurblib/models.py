@@ -413,8 +413,23 @@ def native_head(name: str, task) -> str:
     kind = tasks.get(task).head_kind
     if kind == "token_classification":
         return "token"
-    head = get(name).native_head
+    try:
+        head = get(name).native_head
+    except UnknownNameError:  # a pretraining arm not built here yet keeps its base model's head
+        base = derived_from(name)
+        if base is None:
+            raise
+        head = MODELS[base].native_head
     return "biencoder" if head == "mean" and kind == "regression" else head
+
+
+def derived_from(name: str) -> str | None:
+    """The registry model a derived checkpoint's folder is named after (`minilm-l6-pubmed-131k...`
+    -> `minilm-l6`): how a pretraining arm whose folder is absent (a clean clone, its runs in the
+    committed store) still gets its run ids, head and cost."""
+    stem = Path(name).name
+    bases = [m for m in MODELS if stem.startswith(f"{m}-")]
+    return max(bases, key=len) if bases else None
 
 
 # ----------------------------------------------------------------------------- the hub

@@ -123,6 +123,7 @@ class StabilizationSettings:
     knob_task: str
     knobs: dict[str, tuple]
     knob_seeds: tuple[int, ...] | None = None  # None: the profile's seeds
+    knob_models: tuple[str, ...] | None = None  # None: the profile's models
 
 
 @dataclass(frozen=True)

@@ -96,10 +96,10 @@ def prepare_data(config: ReferenceConfig, tokenizer):
     return raw, encoding.encode(raw, config.task, tokenizer, config.max_length, head=head)
 
 
-def _encoder(config: ReferenceConfig):
-    """The pretrained encoder without any task head, in eval mode, and its tokenizer."""
+def _encoder(config: ReferenceConfig, device: str = "cpu"):
+    """The pretrained encoder without any task head, in eval mode on `device`, and its tokenizer."""
     model, tokenizer = models.load(config.model, config.task)
-    return model.base_model.eval(), tokenizer
+    return model.base_model.eval().to(device), tokenizer
 
 
 def model_rows(split) -> list[dict]:
@@ -118,12 +118,14 @@ def features(encoder, rows: list[dict], collate, token_level: bool, batch_size: 
         chunk = order[start:start + batch_size]
         batch = collate([rows[i] for i in chunk])
         batch.pop("labels", None)
+        device = next(encoder.parameters()).device  # the encoder's (a GPU for the paper profile's references)
+        batch = {k: v.to(device) for k, v in batch.items()}
         hidden = encoder(**batch).last_hidden_state
         if token_level:
             lengths = batch["attention_mask"].sum(dim=1).tolist()
-            values = [h[:n].float().numpy() for h, n in zip(hidden, lengths)]
+            values = [h[:n].float().cpu().numpy() for h, n in zip(hidden, lengths)]
         else:
-            values = list(heads.mean_pool(hidden, batch["attention_mask"]).float().numpy())
+            values = list(heads.mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy())
         for i, value in zip(chunk, values):
             out[i] = value
     return out  # type: ignore[return-value]
@@ -259,7 +261,7 @@ def _run_zero_shot(spec, encoder, tokenizer, config: ReferenceConfig, encoded, r
     return out
 
 
-def run(config: ReferenceConfig, progress: bool = False) -> dict:
+def run(config: ReferenceConfig, progress: bool = False, device: str = "cpu") -> dict:
     """The reference's record (JSON-serialisable, like `train.run`'s).
 
     `n_train` is the number of training examples the reference learned from: the train
@@ -268,7 +270,7 @@ def run(config: ReferenceConfig, progress: bool = False) -> dict:
     config.validate()
     spec = tasks.get(config.task)
     started = time.perf_counter()
-    encoder, tokenizer = _encoder(config)
+    encoder, tokenizer = _encoder(config, device)
     raw, encoded = prepare_data(config, tokenizer)
     if config.kind == ZERO_SHOT:
         scores = _run_zero_shot(spec, encoder, tokenizer, config, encoded, raw)
@@ -301,22 +303,24 @@ def store_for(out_dir) -> results.ResultsStore:
     return results.ResultsStore(Path(out_dir) / STORE_SUBDIR)
 
 
-def run_references(configs, out_dir, progress: bool = True) -> pd.DataFrame:
-    """Run every reference not yet stored (each written the moment it is done); return the
-    records of `configs`, in order, one row each with the config fields as columns."""
+def run_references(configs, out_dir, progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+    """Run every reference not yet stored (each written the moment it is done; the frozen encoder's
+    forward passes on `device`); return the records of `configs`, in order, one row each with the
+    config fields as columns."""
     configs = list(dict.fromkeys(configs))
     for config in configs:
         config.validate()
     store = store_for(out_dir)
     todo = [c for c in configs if not store.has(c.run_id)]
     for config in tqdm(todo, desc="references", disable=not progress):
-        store.write(run(config, progress=False))
+        store.write(run(config, progress=False, device=device))
     return _table([store.get(c.run_id) for c in configs])
 
 
-def references_for(run_configs, out_dir, progress: bool = True) -> pd.DataFrame:
-    """The references the given runs must beat (one per distinct task/model/data), run if needed."""
-    return run_references([ReferenceConfig.for_run(c) for c in run_configs], out_dir, progress)
+def references_for(run_configs, out_dir, progress: bool = True, device: str = "cpu") -> pd.DataFrame:
+    """The references the given runs must beat (one per distinct task/model/data), run if needed
+    (on `device`: a large encoder's features of a whole training set take hours on a CPU)."""
+    return run_references([ReferenceConfig.for_run(c) for c in run_configs], out_dir, progress, device)
 
 
 def _table(records: list[dict]) -> pd.DataFrame:

@@ -42,15 +42,22 @@ RUN_SIZES = dict(train_limit=4, eval_limit=4, max_length=16, epochs=1, batch_siz
 # compute is defined (a seed sd, a bootstrap CI, a paired Wilcoxon test, Levene's test of the seed
 # spread); with one they are NaN or skipped. A profile with one seed (06) keeps its one.
 SEEDS = 2
-# Notebook 03's knob curves (scores against k frozen blocks, LLRD decay, n re-initialised blocks)
-# are plots with no test: one seed each (thinned: the paper runs them on every seed).
+# Thinned: notebook 03's knob curves (scores against k frozen blocks, LLRD decay, n re-initialised
+# blocks) are plots with no test: one seed, on the first model (the paper: every seed and model).
+# Every knob value still runs; re-initialising 2 and 3 blocks of the 24-block model runs in 04.
 KNOB_SEEDS = 1
+KNOB_MODELS = 1
 
 # The notebooks' own settings (profiles' dataclasses), where they have these fields.
 SETTINGS_SIZES = dict(length_sample=20, vocab_sample=20, pretrain_tokens=1024, pretrain_batch=4, pretrain_seq=32,
                       head_warmup_steps=1, eval_blocks=2, reps=1, bench_examples=4)
 # The benchmarks' sizes (blurblib.bench.settings), where a table has these keys.
 BENCH_SIZES = dict(seq_len=16, batch_size=2, steps=1, reps=1, n_examples=4, max_length=16)
+# Thinned: the memory benchmarks start a fresh Python process per (model, depth or arm), 10-17 CPU
+# seconds each here: they measure the first of their models only (bert-base-shape; bert-large-shape
+# is still built and frozen at every depth by notebook 06's parameter table), and K seeds in
+# parallel runs the smallest K.
+BENCH_FIRST = ("model_names", "ks")
 # Thinned: notebook 05's recipe calibration tries each task's first learning rate only (the paper
 # grid: two or three), one run per trainable task; the curves and the choice code run all the same.
 CALIBRATION_LRS = 1
@@ -77,7 +84,7 @@ TASKS: dict[str, tuple[str, ...] | None] = {
     "03_stabilization": ("BIOSSES", "NCBI-disease"),  # of 13: a sentence head and the token head
     "04_low_resource_reinit": ("BIOSSES",),  # of 4: the claim's task
     "05_blurb_score": None,  # every trainable task (the grid leaves out a task without a train split)
-    "06_efficiency": None,
+    "06_efficiency": None,  # all 3: the throughput arms and SlimFit on each head kind there
 }
 
 
@@ -139,7 +146,7 @@ def bench_settings(entry):
     its first `SEEDS`."""
     if isinstance(entry, tuple):
         return entry[:SEEDS]
-    return _sized(entry, BENCH_SIZES)
+    return {**_sized(entry, BENCH_SIZES), **{k: tuple(entry[k])[:1] for k in BENCH_FIRST if k in entry}}
 
 
 def memory_settings(entry: dict) -> dict:
@@ -165,8 +172,9 @@ def profile_fields(notebook: str, fields: dict) -> dict:
     if keep is not None:
         out["tasks"] = tuple(t for t in fields["tasks"] if t in keep)
     if dataclasses.is_dataclass(out["settings"]) and "knob_seeds" in {f.name for f in dataclasses.fields(out["settings"])}:
-        knob_seeds = tuple(out["settings"].knob_seeds or seeds)[:KNOB_SEEDS]
-        out["settings"] = dataclasses.replace(out["settings"], knob_seeds=knob_seeds)
+        X = out["settings"]
+        out["settings"] = dataclasses.replace(X, knob_seeds=tuple(X.knob_seeds or seeds)[:KNOB_SEEDS],
+                                              knob_models=tuple(X.knob_models or out["models"])[:KNOB_MODELS])
     out.pop("results_dir", None)  # the rehearsal's own store (profiles.get)
     return out
 

@@ -465,11 +465,10 @@ def _model_shape(name: str) -> models.ModelSpec:
     try:
         return models.get(name)
     except BlurbError:
-        stem = Path(name).name
-        bases = [m for m in models.MODELS if stem.startswith(f"{m}-")]
-        if not bases:
+        base = models.derived_from(name)
+        if base is None:
             raise
-        return models.get(max(bases, key=len))
+        return models.get(base)
 
 
 @dataclass(frozen=True)

@@ -35,3 +35,15 @@ def test_the_grids_are_the_notebooks_runs():
     assert counts["02_size_vs_instability"] == 2 * 5  # minilm-l6 and mpnet-base, BIOSSES, 5 seeds
     assert counts["05_blurb_score"] == 12 * 2  # the 12 trainable tasks, 2 seeds
     assert min(counts[nb] for nb in profiles.notebooks() if nb != "00_blurb_tour") >= 3
+
+
+def test_an_arm_whose_checkpoint_is_absent_keeps_its_run_ids():
+    """A clean clone has no arm checkpoints (weights are never committed): an arm's runs must still
+    carry the ids the committed store holds, so its head comes from the model it was derived from."""
+    from blurblib import models
+    from blurblib.train import RunConfig
+
+    gone = "outputs/cache/pretrained/minilm-l6-pubmed-0tok-s0-notbuilt"
+    assert models.derived_from(gone) == "minilm-l6" and models.native_head(gone, "BIOSSES") == "biencoder"
+    assert RunConfig(task="BIOSSES", model=gone).head == "biencoder"
+    assert models.derived_from("not-a-model") is None

@@ -15,13 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from blurblib import calibration, cli, grids, models, packs, paths, profiles, rehearsal, reproduce, tasks
+from blurblib import calibration, cli, grids, models, packs, paths, precision, profiles, rehearsal, reproduce, tasks
 from blurblib.errors import ConfigError
 
 pytestmark = pytest.mark.xdist_group("rehearsal")
 
 NOTEBOOKS = profiles.notebooks()
-SIZES = set(rehearsal.RUN_SIZES) | {"seed"}  # what a rehearsal may change in a run
+# what a rehearsal may change in a run: its sizes, its seed, and the precision `auto` resolves to on its device
+SIZES = set(rehearsal.RUN_SIZES) | {"seed", "precision"}
 
 
 def _shape(config) -> tuple:
@@ -40,15 +41,16 @@ def test_a_rehearsal_changes_only_sizes_seeds_the_device_and_the_stores(notebook
     assert rehearsed.models == paper.models and rehearsed.techniques == paper.techniques
     assert rehearsed.seeds == paper.seeds[:2] and rehearsed.device == "cpu"
     assert set(rehearsed.tasks) <= set(paper.tasks)
-    for field in dataclasses.fields(paper.settings or object):  # knobs, arms, heads, measure: all kept
-        if field.name not in rehearsal.SETTINGS_SIZES and field.name != "knob_seeds":
+    for field in dataclasses.fields(paper.settings) if paper.settings else ():  # knobs, arms, heads, measure: all kept
+        if field.name not in rehearsal.SETTINGS_SIZES and field.name not in ("knob_seeds", "knob_models"):
             assert getattr(rehearsed.settings, field.name) == getattr(paper.settings, field.name), field.name
     # every rehearsed run is a paper run with smaller sizes and one of its seeds
     paper_grid, rehearsal_grid = grids.for_notebook(paper), grids.for_notebook(rehearsed)
     assert {_shape(c) for c in rehearsal_grid.runs()} <= {_shape(c) for c in paper_grid.runs()}
     for c in rehearsal_grid.runs():
         assert (c.train_limit, c.eval_limit, c.max_length, c.epochs, c.batch_size) == (4, 4, 16, 1, 4)
-        assert c.lr == profiles.task_settings("paper", c.task)["lr"] and c.seed in paper.seeds
+        assert c.lr == profiles.task_settings("paper", c.task)["lr"] and c.seed in {p.seed for p in paper_grid.runs()}
+        assert c.precision == precision.resolve("auto", "cpu")  # the paper's `auto`, on the rehearsal's CPU
     assert {_shape(c) for c in rehearsal_grid.calibration} <= {_shape(c) for c in paper_grid.calibration}
     # the stores are the rehearsal's own: a twin's run carries the real run's id
     out = rehearsal.output_dir()
@@ -94,9 +96,11 @@ def test_the_rehearsal_sizes_never_grow_and_the_benchmarks_and_calibration_shrin
     P = profiles.get("06_efficiency", "paper", rehearse=True)
     from blurblib import bench
 
-    assert bench.memory_settings(P) == {"model_names": ("bert-base-shape", "bert-large-shape"), "seq_len": 16,
-                                        "batch_size": 2, "steps": 1, "reps": 1, "fractions": (0.0, 0.5), "device": "cpu"}
-    assert bench.seed_settings(P)["ks"] == (4, 8) and bench.seed_settings(P)["n_examples"] == 4
+    assert bench.memory_settings(P) == {"model_names": ("bert-base-shape",), "seq_len": 16, "batch_size": 2, "steps": 1,
+                                        "reps": 1, "fractions": (0.0, 0.5), "device": "cpu"}
+    assert bench.seed_settings(P)["ks"] == (4,) and bench.seed_settings(P)["n_examples"] == 4
+    assert bench.slimfit_memory_settings(P)["model_names"] == ("bert-base-shape",)
+    assert bench.slimfit_sweep(P).seeds == (1, 2)
     assert (P.settings.reps, P.settings.bench_examples, P.settings.measure) == (1, 4, True)
     one = profiles.get("01_pretraining_sensitivity", "paper", rehearse=True).settings
     assert one.pretrain_tokens == 0 and one.arms == () and one.vocab_sample == 20  # 0 stays 0: nothing to pretrain
@@ -121,7 +125,7 @@ def _fake_twin(hf_home: Path, hub_id: str) -> None:
     (repo / "refs" / "main").write_text("f" * 40)
 
 
-def test_a_twin_never_trains_into_another_profiles_store_and_a_rehearsal_trains_only_twins(tmp_path):
+def test_a_twin_never_trains_into_another_profiles_store_and_a_rehearsal_trains_only_twins(tmp_path, monkeypatch):
     _fake_twin(tmp_path, models.get("pubmedbert-base").hub_id)
     paper, rehearsed = _both("05_blurb_score")
     configs = grids.for_notebook(paper).runs()[:1]
@@ -131,6 +135,7 @@ def test_a_twin_never_trains_into_another_profiles_store_and_a_rehearsal_trains_
         rehearsal.check_weights(["pubmedbert-base", "minilm-l6"], rehearsing=True)  # a twin, offline: fine
         with pytest.raises(ConfigError, match="bert-base .* is not a twin"):
             rehearsed.run_sweep(grids.for_notebook(profiles.get("01_pretraining_sensitivity", "paper", rehearse=True)).runs())
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     with packs.using_hf_home(tmp_path, offline=False):
         with pytest.raises(ConfigError, match="HF_HUB_OFFLINE is not set"):
             rehearsal.check_weights(["pubmedbert-base"], rehearsing=True)
