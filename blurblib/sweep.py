@@ -276,7 +276,7 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
               address: str | None = None, any_precision: bool = False) -> pd.DataFrame:
     """Run every config not yet in the store; return the store's records for these configs.
 
-    All configs are validated before the first run starts, so a typo fails in a second, not
+    Every run to train is validated before the first one starts, so a typo fails in a second, not
     an hour in. Each record is written the moment its run ends. Runs another process is
     training now (a second notebook, the CLI) are left to it; the sweep waits for their
     records at the end, so the returned table is complete either way. `workers` processes
@@ -289,10 +289,10 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     what is trained is always trained at the config's own precision.
     """
     check_backend(backend, address)
-    for config in configs:
-        config.validate()
     store = results.ResultsStore(out_dir)
     todo = [c for c in configs if stored(store, c, any_precision) is None]
+    for config in todo:  # a stored run needs nothing it names (a clean clone has no arm checkpoints)
+        config.validate()
     workers = min(default_workers(device) if workers is None else workers, len(todo))
     if todo and progress:
         print(f"{len(configs) - len(todo)} of {len(configs)} runs already in {paths.shown(out_dir)}; running {len(todo)}"
