@@ -12,11 +12,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help venv data test test-unit test-notebooks reproduce lab bench models-mpnet clean-smoke
+.PHONY: help venv data test test-unit test-notebooks rehearse reproduce lab bench models-mpnet clean-smoke
 
 help:
 	@echo "make reproduce   run every notebook (PROFILE=$(PROFILE)) and write outputs/REPORT.md"
 	@echo "make test        unit tests + nbval over notebooks/ (smoke profile)"
+	@echo "make rehearse    the paper profile rehearsed end to end on this CPU (twins, tiny slices)"
 	@echo "make lab         JupyterLab at the repository root (README, notebooks/, outputs/)"
 	@echo "make bench       speed and memory benchmarks (blurb bench all) -> outputs/benchmarks/"
 	@echo "make data        link data/blurb to $(SHARED)/data/blurb"
@@ -47,7 +48,12 @@ clean-smoke:
 TEST_WORKERS ?= auto
 
 test-unit: $(STAMP) data
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not rehearsal" tests
+
+# The paper profile rehearsed on this CPU (twins, tiny slices): every notebook end to end. Too long for
+# `make test`'s budget; CI runs it after the suite.
+rehearse: $(STAMP) data
+	$(BIN)/python -m pytest -m rehearsal -p no:cacheprovider tests/test_rehearsal.py
 
 # The notebooks open on the default profile (the committed run); the suite runs them on smoke,
 # a notebook per worker (loadfile: a notebook's cells share one kernel, in order).

@@ -154,10 +154,25 @@ def _title(notebook: Path) -> str:
 
 
 def machine() -> str:
+    """Host, CPU model, cores, whether it computes bf16 natively (what `auto` trains at), GPU, versions."""
     import torch
 
+    from . import precision
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.node() or 'unknown host'}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}; torch {torch.__version__}, Python {platform.python_version()}"
+    bf16 = "native bf16" if precision.cpu_has_native_bf16() else "no native bf16 (auto trains fp32)"
+    return (f"{platform.node() or 'unknown host'}: {_cpu_model()}, {os.cpu_count()} CPU cores, {bf16}, {gpu}; "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def notebook_timings(notebook_dir: Path) -> dict[str, dict]:

@@ -146,6 +146,7 @@ def _digests(*folders: Path) -> dict:
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in sorted(f.glob("*.ipynb"))}
 
 
+@pytest.mark.rehearsal  # minutes: `make rehearse` runs it (CI after `make test`); `make test` leaves it out
 def test_the_rehearsal_runs_every_notebook_of_the_paper_profile(tmp_path, monkeypatch):
     """Every notebook on the paper grids (thinned as blurblib.rehearsal says), end to end, as
     `blurb reproduce --profile paper --rehearse` runs it; a failing cell fails here, naming the
