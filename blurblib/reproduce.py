@@ -61,7 +61,9 @@ def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local",
     """Run one notebook; raise SystemExit naming the notebook and cell when it fails.
 
     The profile reaches the kernel through `BLURB_PROFILE`, and only parameters that differ from
-    the notebook's defaults are injected, so a default run leaves the cells exactly as written."""
+    the notebook's defaults are injected, so a default run leaves the cells exactly as written.
+    The executed notebook's `metadata.blurblib.profile` names the profile its outputs come from
+    (the source notebook's tag, copied by papermill, names the saved run's)."""
     import papermill as pm
 
     started = time.perf_counter()
@@ -77,7 +79,9 @@ def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local",
                          f"the partly executed notebook is {target}") from None
     finally:
         if target.is_file():
-            target.write_text(json.dumps(settle_progress_bars(json.loads(target.read_text())), indent=1, ensure_ascii=False) + "\n")
+            nb = settle_progress_bars(json.loads(target.read_text()))
+            nb["metadata"]["blurblib"] = {"profile": rehearsal.name_of(profile) if rehearse else profile}
+            target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     return time.perf_counter() - started
 
 

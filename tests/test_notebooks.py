@@ -85,3 +85,7 @@ def test_a_default_run_injects_no_parameters(tmp_path, monkeypatch):
     reproduce.execute(tmp_path / "00_x.ipynb", "full", tmp_path, backend="ray", address="auto")
     assert seen == {"parameters": {"BACKEND": "ray", "RAY_ADDRESS": "auto"}, "profile": "full"}
     assert "widget-view" not in (tmp_path / "00_x.ipynb").read_text()
+    # the executed notebook names the profile it ran, not the tag its source carried
+    assert json.loads((tmp_path / "00_x.ipynb").read_text())["metadata"]["blurblib"] == {"profile": "full"}
+    reproduce.execute(tmp_path / "00_x.ipynb", "paper", tmp_path, rehearse=True)
+    assert json.loads((tmp_path / "00_x.ipynb").read_text())["metadata"]["blurblib"] == {"profile": "paper-rehearsal"}
