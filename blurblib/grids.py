@@ -117,7 +117,8 @@ def blurb_score(P: Profile) -> Grid:
 def efficiency(P: Profile) -> Grid:
     from . import bench
 
-    return Grid(parts={"freeze": sweep.expand(bench.freeze_sweep(P)), "slimfit": sweep.expand(bench.slimfit_sweep(P))})
+    return Grid(parts={"freeze": sweep.expand(bench.freeze_sweep(P)), "slimfit": sweep.expand(bench.slimfit_sweep(P)),
+                       "slimfit_rates": sweep.expand(bench.slimfit_rate_sweep(P))})
 
 
 GRIDS = {

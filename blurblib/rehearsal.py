@@ -282,7 +282,7 @@ def report_notes(profile: str, notebooks, twins_of) -> list[str]:
              f"* seeds: the first {SEEDS} (the fewest for which every seed statistic is defined); "
              + ", ".join(f"{n[:2]}: {k}" for n, k in NOTEBOOK_SEEDS.items())
              + " (its statistics run over tasks); the SlimFit comparison's seeds: "
-             f"{BENCH_SEEDS};",
+             f"{BENCH_SEEDS} (its rate curve too, at every rate);",
              f"* notebook 03's knob curves on {KNOB_SEEDS} seed and the first {KNOB_MODELS} model; notebook 05's "
              f"calibration on each task's first {CALIBRATION_LRS} learning rate;",
              f"* benchmarks at {listed(BENCH_SIZES)}; the memory benchmarks on their first model only and at freezing "

@@ -16,6 +16,8 @@ Seed sweeps multiply every cost by seeds x techniques x tasks, so notebook 06 an
                GPU's peak FLOP/s; "skipped: no CUDA device" elsewhere.
 * `slimfit_compare` - SlimFit vs static freezing of as many layers vs standard: the score runs
                (`slimfit_sweep`) and peak memory per arm in a fresh process (`slimfit_memory`).
+* `slimfit_rates` - the same arms' scores across freezing rates (`slimfit_rate_sweep`,
+               `rate_curve`), and how SlimFit's schedule spread the steps over the layers.
 
 `flops` holds what throughput's MFU and padding columns rest on: the training-FLOP formula of an
 encoder (`flop_model`), real and padded token counts (`TokenCount`) and this machine's measured
@@ -35,9 +37,10 @@ from .report import benchmarks_dir, save_benchmark, write_summary
 from .stored import stored
 from .seeds import seeds_parallel, seeds_parallel_runs, train_parallel, train_sequential
 from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, MEMORY_SETTINGS, MEMORY_TASK, SEED_SETTINGS,
-                       SLIMFIT_MEMORY_CUT, SLIMFIT_MEMORY_CUT_MAX, SLIMFIT_MEMORY_SETTINGS, SLIMFIT_RATE,
+                       SLIMFIT_MEMORY_CUT, SLIMFIT_MEMORY_CUT_MAX, SLIMFIT_MEMORY_SETTINGS, SLIMFIT_RATE, SLIMFIT_RATES,
                        SLIMFIT_SCORE_BUDGET, SLIMFIT_SEEDS, THROUGHPUT_GOAL, THROUGHPUT_TASKS, THROUGHPUT_TUNED_GOAL,
                        memory_settings, seed_settings, slimfit_memory_settings)
+from .slimfit_rates import rate_curve, rate_figure, schedule_table, slimfit_rate_sweep
 from .slimfit_compare import (ARMS, arm_knobs, arm_of, matched_freeze_layers, measure_slimfit_memory, slimfit_memory,
                               slimfit_memory_summary, slimfit_probe, slimfit_sweep)
 from .speed import (baseline_arm, baseline_max_length, best_precision, blurblib_arm, pad_to_max_length, throughput,
@@ -58,5 +61,6 @@ __all__ = [
     "tuned_trainer_arm", "claims", "freeze_sweep", "score_cost",
     "slimfit_figure", "SLIMFIT_MEMORY_CUT_MAX", "SLIMFIT_MEMORY_SETTINGS", "SLIMFIT_RATE", "SLIMFIT_SEEDS",
     "slimfit_memory_settings", "ARMS", "arm_knobs", "arm_of", "matched_freeze_layers", "measure_slimfit_memory",
-    "slimfit_memory", "slimfit_memory_summary", "slimfit_probe", "slimfit_sweep", "slimfit_claims", "slimfit_task_table",
+    "slimfit_memory", "slimfit_memory_summary", "slimfit_probe", "slimfit_sweep", "SLIMFIT_RATES", "rate_curve",
+    "rate_figure", "schedule_table", "slimfit_rate_sweep", "slimfit_claims", "slimfit_task_table",
 ]

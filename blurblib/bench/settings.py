@@ -38,6 +38,10 @@ SEED_SETTINGS = {
 # follow SlimFit's schedule after its first cycle (on short batches), then one more has the
 # lowest layer train; static arms take `steps` full-size steps after one short one.
 SLIMFIT_SEEDS = {"smoke": (1,), "default": (1, 2, 3), "full": (1, 2, 3, 4, 5), "paper": (1, 2, 3, 4, 5)}
+# SlimFit's score across freezing rates (`slimfit_rates`): SLIMFIT_RATE's runs are the comparison's;
+# each other rate adds SlimFit and its matched static depth (0.3 and 0.6 freeze 2 and 4 of
+# minilm-l6's 7 layers per step, 0.9 freezes 6).
+SLIMFIT_RATES = {"smoke": (0.6,), "default": (0.3, 0.6, 0.9), "full": (0.3, 0.6, 0.9), "paper": (0.3, 0.6, 0.9)}
 SLIMFIT_MEMORY_SETTINGS = {
     "smoke": dict(model_names=("minilm-l6",), seq_len=64, batch_size=4, steps=1, reps=1),
     "default": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=2, reps=1),
