@@ -72,3 +72,18 @@ def test_rate_figure_has_a_panel_per_task():
     assert [ax.get_title() for ax in fig.axes] == ["T", "U"]
     lines = fig.axes[0].get_lines()
     assert any(list(line.get_xdata()) == pytest.approx([0, 2 / 7, 6 / 7], abs=1e-3) for line in lines)
+
+
+def test_schedule_claims_pair_slimfit_with_static_over_rates_and_seeds():
+    better = {("standard", 0): 50.0, ("static", 2 / 7): 45.0, ("slimfit", 2 / 7): 47.0, ("static", 6 / 7): 26.0,
+              ("slimfit", 6 / 7): 30.0, ("slimfit-int8", 6 / 7): 0.0}
+    worse = {**better, ("slimfit", 2 / 7): 44.0, ("slimfit", 6 / 7): 20.0}
+    seeds = (1, 2, 3, 4, 5)
+    runs = pd.concat([_runs(better, seeds), _runs(worse, seeds).assign(task="U")], ignore_index=True)
+    table = bench.schedule_claims(runs)
+    table.index = ["T", "U", "all"]
+    assert list(table["n"]) == [10, 10, 20]  # 2 fractions x 5 seeds per task; int8 is no curve arm
+    assert table.loc["T", "estimate"] == pytest.approx(3.0) and table.loc["T", "verdict"] == "holds"
+    assert table.loc["U", "estimate"] == pytest.approx(-3.5) and table.loc["U", "verdict"] == "does not hold"
+    assert table.loc["all", "estimate"] == pytest.approx(-0.25) and table.loc["all", "verdict"] == "inconclusive"
+    assert "(rate, seed) pairs" in table.loc["T", "observed"] and "(T;" in table.loc["T", "claim"]

@@ -40,7 +40,7 @@ from .settings import (FREEZE_FRACTIONS, MEMORY_GOAL, MEMORY_SETTINGS, MEMORY_TA
                        SLIMFIT_MEMORY_CUT, SLIMFIT_MEMORY_CUT_MAX, SLIMFIT_MEMORY_SETTINGS, SLIMFIT_RATE, SLIMFIT_RATES,
                        SLIMFIT_SCORE_BUDGET, SLIMFIT_SEEDS, THROUGHPUT_GOAL, THROUGHPUT_TASKS, THROUGHPUT_TUNED_GOAL,
                        memory_settings, seed_settings, slimfit_memory_settings)
-from .slimfit_rates import rate_curve, rate_figure, schedule_table, slimfit_rate_sweep
+from .slimfit_rates import rate_curve, rate_figure, schedule_claims, schedule_table, slimfit_rate_sweep
 from .slimfit_compare import (ARMS, arm_knobs, arm_of, matched_freeze_layers, measure_slimfit_memory, slimfit_memory,
                               slimfit_memory_summary, slimfit_probe, slimfit_sweep)
 from .speed import (baseline_arm, baseline_max_length, best_precision, blurblib_arm, pad_to_max_length, throughput,
@@ -62,5 +62,5 @@ __all__ = [
     "slimfit_figure", "SLIMFIT_MEMORY_CUT_MAX", "SLIMFIT_MEMORY_SETTINGS", "SLIMFIT_RATE", "SLIMFIT_SEEDS",
     "slimfit_memory_settings", "ARMS", "arm_knobs", "arm_of", "matched_freeze_layers", "measure_slimfit_memory",
     "slimfit_memory", "slimfit_memory_summary", "slimfit_probe", "slimfit_sweep", "SLIMFIT_RATES", "rate_curve",
-    "rate_figure", "schedule_table", "slimfit_rate_sweep", "slimfit_claims", "slimfit_task_table",
+    "rate_figure", "schedule_claims", "schedule_table", "slimfit_rate_sweep", "slimfit_claims", "slimfit_task_table",
 ]

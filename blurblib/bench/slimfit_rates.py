@@ -131,3 +131,30 @@ def rate_figure(curve: pd.DataFrame):
     fig.suptitle(f"grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget)", fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
+
+
+def schedule_claims(runs: pd.DataFrame) -> pd.DataFrame:
+    """Claim rows: SlimFit's schedule scores higher than static freezing of as many layers, per task
+    and over all tasks, paired over (frozen fraction, seed) across the curve's rates, with the
+    workbook's verdict rule. A rate alone has too few seeds to decide; the rates together can."""
+    from .. import stats
+    from .verdicts import _change_claim
+
+    one = _curve_rows(runs)
+    one = one[one["arm"] != "standard"]
+    on = ["task", "model", "seed", "frozen_fraction"]
+    change = (one[one["arm"] == "slimfit"].set_index(on)["score"] - one[one["arm"] == "static"].set_index(on)["score"]).dropna()
+    fractions = ", ".join(f"{f:.2f}" for f in sorted(set(change.index.get_level_values("frozen_fraction"))))
+    groups = [(task, change.xs(task, level="task")) for task in sorted(set(change.index.get_level_values("task")))]
+    rows, observed = [], []
+    for task, diff in [*groups, ("all tasks", change)]:
+        comparison, seen = _change_claim(
+            f"SlimFit's schedule scores higher than static freezing of as many layers ({task}; frozen fractions "
+            f"{fractions})", "score(slimfit) - score(static) (points)", diff, 0.0)
+        rows.append(comparison)
+        observed.append(seen.replace("(task, seed) pairs", "(rate, seed) pairs" if task != "all tasks"
+                                     else "(task, rate, seed) pairs"))
+    table = stats.claims_table(rows)
+    table.insert(0, "arm", "slimfit vs static")
+    table["observed"] = observed
+    return table
