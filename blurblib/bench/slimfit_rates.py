@@ -123,8 +123,11 @@ def rate_figure(curve: pd.DataFrame):
         if len(start):
             top = float(start["mean_score"].iloc[0])
             ax.axhspan(top - SLIMFIT_SCORE_BUDGET, top, color="grey", alpha=0.15, lw=0)
+        rates = own[own["arm"] == "slimfit"].set_index("frozen_fraction")["knob"]
+        ticks = sorted(set(own["frozen_fraction"]))
+        ax.set_xticks(ticks, [f"{t:.2f}" + (f"\n{rates[t]}" if t in rates.index else "") for t in ticks], fontsize=8)
         ax.set_title(task)
-        ax.set_xlabel("layers frozen per step (fraction)")
+        ax.set_xlabel("layers frozen per step (fraction; SlimFit's rate)")
         ax.set_ylabel("test score")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
