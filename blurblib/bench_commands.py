@@ -3,6 +3,7 @@ prints its figures and writes its files; the measuring itself is in `blurblib.be
 
     blurb bench throughput   blurblib's training loop vs the HF example-script baseline
     blurb bench memory       peak training memory vs frozen lower blocks
+    blurb bench slimfit      SlimFit's memory: standard vs static freezing vs SlimFit (+ int8 store)
     blurb bench seeds        K seeds trained together (vmap) vs K sequential runs
     blurb bench precision    fp32 twins of the default profile's bf16 runs
     blurb bench workers      runs per hour: one all-core process vs one worker per core
@@ -167,6 +168,63 @@ def memory(args: argparse.Namespace) -> int:
                                          "CUDA: torch.cuda.max_memory_allocated")
     _report(bench.save_benchmark("memory", {"memory": df, "summary": summary}, bench.memory_figure(df),
                                  meta, out_dir(args)))
+    return 0
+
+
+# ----------------------------------------------------------------------------- SlimFit's memory
+
+
+def _slimfit_options(p: argparse.ArgumentParser) -> None:
+    add_common_options(p)
+    p.add_argument("--models", nargs="+", default=["minilm-l6", "bert-base-shape"])
+    p.add_argument("--arms", nargs="+", default=None, help="a subset of standard, static, slimfit, slimfit-int8 "
+                   "(default: all four; standard is what the others are compared with)")
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=2, help="full-size steps on SlimFit's schedule (then one in which "
+                   "its lowest layer trains)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions; SlimFit's memory claims need 5 or more ratios "
+                   "(models x repetitions) to be decided")
+
+
+def slimfit(args: argparse.Namespace) -> int:
+    """SlimFit's memory claims: peak training memory of standard fine-tuning, static freezing of as
+    many layers, SlimFit (rate 0.9) and SlimFit with its int8 store, one fresh process per (rep,
+    model, arm), for minilm-l6 and the shape-true BERT-base. Prints each arm's peak and its cut
+    against standard (the worst step, and the schedule's own peak without the step in which the
+    lowest layer trains), then SlimFit's memory claims (>= 2.2x, >= 3.1x) with the workbook's
+    verdict rule. Writes slimfit_memory.{json,csv,png} to outputs/benchmarks/ (notebook 06 shows it)."""
+    import pandas as pd
+
+    from . import bench
+
+    if args.quick:
+        settings = dict(model_names=("minilm-l6",), seq_len=32, batch_size=2, steps=1, reps=1)
+    else:
+        settings = dict(model_names=tuple(args.models), seq_len=args.seq_len, batch_size=args.batch_size,
+                        steps=args.steps, reps=args.reps)
+    arms = tuple(args.arms or bench.ARMS)
+    print(f"SlimFit memory on {bench.machine_label()}: {settings}, arms {', '.join(arms)}", flush=True)
+    started = time.perf_counter()
+    memory = bench.slimfit_memory(**settings, arms=arms, device=args.device)
+    summary = bench.slimfit_memory_summary(memory)
+    shown = ["model", "arm", "technique", "frozen_per_step", "reps", "peak_mb", "cut_vs_standard", "cut_min", "cut_max",
+             "peak_schedule_mb", "saved_activation_mb", "trainable_M"]
+    with pd.option_context("display.width", 220, "display.max_columns", 30, "display.float_format", "{:.2f}".format):
+        print(summary[shown].to_string(index=False))
+    claims = bench.slimfit_claims(memory, None)
+    claims = claims[claims["effect"].str.startswith("log(")]
+    for _, row in claims.iterrows():
+        print(f"{row['verdict']:>13s}  {row['claim']}: {row['observed']}")
+    meta = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
+    meta.update(device=args.device, rate=bench.SLIMFIT_RATE, arms={name: bench.arm_knobs(name) for name in settings["model_names"]},
+                peak="CPU: peak RSS (VmHWM) per full-size step in a fresh process per arm, the arm's peak the highest; "
+                     "CUDA: torch.cuda.max_memory_allocated",
+                steps_note="warm-up (static: one 8-token step; SlimFit: its first cycle on 8-token batches), then "
+                           "`steps` full-size steps (SlimFit: on its schedule, then one in which its lowest layer trains)",
+                wall_s=round(time.perf_counter() - started))
+    _report(bench.save_benchmark("slimfit_memory", {"slimfit_memory": memory, "summary": summary},
+                                 bench.slimfit_memory_figure(memory), meta, out_dir(args)))
     return 0
 
 
@@ -379,6 +437,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                             "Trainer, examples/s",
                             _throughput_options, throughput),
     "memory": Benchmark("peak training memory vs frozen lower blocks", _memory_options, memory),
+    "slimfit": Benchmark("SlimFit's memory: standard vs static freezing vs SlimFit (and its int8 store), peak "
+                         "training memory per arm", _slimfit_options, slimfit),
     "seeds": Benchmark("K seeds trained together (vmap) vs K sequential runs", _seeds_options, seeds),
     "precision": Benchmark("fp32 twins of the default profile's bf16 runs: does bf16 move the scores?",
                            _precision_options, precision),

@@ -27,12 +27,21 @@ NATIVE_BF16_ENV = "BLURB_NATIVE_BF16"
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists a bf16 matmul instruction set (Linux; elsewhere False),
-    unless `BLURB_NATIVE_BF16=0` says to act as a CPU without one."""
+    """True when /proc/cpuinfo lists a bf16 matmul instruction set (Linux; elsewhere False) and
+    torch's CPU kernels may use it, unless `BLURB_NATIVE_BF16=0` says to act as a CPU without one.
+
+    `ATEN_CPU_CAPABILITY=avx2` (or `default`) restricts the kernels to a level below AVX-512, so
+    bf16 is emulated there whatever the CPU has (and this torch's bf16 attention kernel fails under
+    it on an AMX CPU: "pack_vnni2 is only supported when avx512 is supported")."""
     switch = os.environ.get(NATIVE_BF16_ENV, "").strip()
     if switch not in ("", "0", "1"):
         raise ConfigError(f"{NATIVE_BF16_ENV}={switch!r}: use 0 (act as a CPU without native bf16) or leave it unset")
-    return switch != "0" and _cpuinfo_lists_bf16()
+    return switch != "0" and _cpuinfo_lists_bf16() and _kernels_use_avx512()
+
+
+def _kernels_use_avx512() -> bool:
+    """Whether torch dispatches its CPU kernels at AVX-512 (ATEN_CPU_CAPABILITY can lower it)."""
+    return torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
 
 
 @functools.lru_cache(maxsize=None)

@@ -131,7 +131,7 @@ def test_bench_help_lists_every_benchmark(capsys):
     from blurblib import bench_commands
 
     out = _help(["bench"], capsys)
-    names = ["throughput", "memory", "seeds", "precision", "workers", "gpu", "all"]
+    names = ["throughput", "memory", "slimfit", "seeds", "precision", "workers", "gpu", "all"]
     assert list(bench_commands.BENCHMARKS) == names
     for name in names:
         assert re.search(rf"^\s+{name}\s+\S", out, re.M), out  # listed, with its one-line help
@@ -162,6 +162,20 @@ def test_bench_throughput_quick_runs_end_to_end(tmp_path, capsys):
     for name in ("throughput.json", "throughput.csv", "throughput_summary.csv", "throughput_ratios.csv",
                  "throughput.png"):
         assert (tmp_path / name).is_file() and f"wrote {tmp_path / name}" in out
+
+
+def test_bench_slimfit_quick_measures_each_arm_and_prints_the_claims(tmp_path, capsys):
+    """Two arms in fresh processes (seconds each); the claim rows are printed, the files written."""
+    assert cli.main(["bench", "slimfit", "--quick", "--arms", "standard", "slimfit", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "SlimFit: peak training memory >= 2.2x lower than standard" in out and "minilm-l6" in out
+    for name in ("slimfit_memory.json", "slimfit_memory.csv", "slimfit_memory_summary.csv", "slimfit_memory.png"):
+        assert (tmp_path / name).is_file()
+    from blurblib import bench
+
+    memory = bench.stored("slimfit_memory", out_dir=tmp_path)
+    assert list(memory["arm"]) == ["standard", "slimfit"] and (memory["peak_mb"] > memory["runtime_mb"]).all()
+    assert "## SlimFit's memory" in bench.write_summary(tmp_path).read_text()
 
 
 def test_bench_all_runs_the_chosen_steps_then_writes_the_summary(tmp_path, capsys):

@@ -1,4 +1,8 @@
 """Training precision: fp32 or bf16 autocast, `auto` by what the hardware computes natively."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -19,6 +23,15 @@ def test_auto_follows_the_cpu_flags(monkeypatch):
         RunConfig(task="GAD", precision="fp16").validate()
 
 
+def test_kernels_forced_below_avx512_make_bf16_not_native():
+    """ATEN_CPU_CAPABILITY=avx2 emulates bf16 whatever the CPU has, so auto resolves to fp32 there."""
+    code = "from blurblib import precision; print(precision.resolve('auto'), precision._kernels_use_avx512())"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    env.pop(precision.NATIVE_BF16_ENV, None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.split() == ["fp32", "False"], done.stderr
+
+
 def test_bf16_autocast_lowers_the_matmuls_and_keeps_fp32_weights():
     layer = torch.nn.Linear(8, 4)
     with precision.autocast("cpu", "bf16"):
@@ -30,6 +43,9 @@ def test_bf16_autocast_lowers_the_matmuls_and_keeps_fp32_weights():
 
 def test_a_bf16_run_learns_like_an_fp32_run(one_torch_thread):
     """Same config and seed in both precisions: both finite, close on a tiny real slice."""
+    if not precision.cpu_has_native_bf16():
+        pytest.skip("bf16 is emulated on this CPU or kernel path (ATEN_CPU_CAPABILITY below AVX-512, or "
+                    "BLURB_NATIVE_BF16=0), where auto never picks it")
     tiny = dict(task="BIOSSES", epochs=2, train_limit=32, eval_limit=None, max_length=64, batch_size=8, lr=5e-5)
     fp32 = run(RunConfig(precision="fp32", **tiny), progress=False)
     bf16 = run(RunConfig(precision="bf16", **tiny), progress=False)

@@ -27,7 +27,7 @@ matmul peak (`matmul_peak_flops`).
 `figures` plots them, `report` saves them and writes SUMMARY.md; `settings` holds the goals
 and the per-profile sizes, `host` the machine description every figure carries.
 """
-from .figures import memory_figure, seeds_figure, slimfit_figure, throughput_figure
+from .figures import memory_figure, seeds_figure, slimfit_figure, slimfit_memory_figure, throughput_figure
 from .flops import CountingCollator, FlopModel, TokenCount, count_batches, flop_model, matmul_peak_flops, matmul_peaks
 from .gpu import GPU_MODES, gpu_efficiency, gpu_step_time, peak_flops, training_flops_per_step
 from .host import machine, machine_label
@@ -59,7 +59,7 @@ __all__ = [
     "memory_settings", "seed_settings", "baseline_arm", "baseline_max_length", "best_precision", "blurblib_arm",
     "pad_to_max_length", "throughput", "throughput_ratios", "throughput_summary", "trainer_optim",
     "tuned_trainer_arm", "claims", "freeze_sweep", "score_cost",
-    "slimfit_figure", "SLIMFIT_MEMORY_CUT_MAX", "SLIMFIT_MEMORY_SETTINGS", "SLIMFIT_RATE", "SLIMFIT_SEEDS",
+    "slimfit_figure", "slimfit_memory_figure", "SLIMFIT_MEMORY_CUT_MAX", "SLIMFIT_MEMORY_SETTINGS", "SLIMFIT_RATE", "SLIMFIT_SEEDS",
     "slimfit_memory_settings", "ARMS", "arm_knobs", "arm_of", "matched_freeze_layers", "measure_slimfit_memory",
     "slimfit_memory", "slimfit_memory_summary", "slimfit_probe", "slimfit_sweep", "SLIMFIT_RATES", "rate_curve",
     "rate_figure", "schedule_claims", "schedule_table", "slimfit_rate_sweep", "slimfit_claims", "slimfit_task_table",

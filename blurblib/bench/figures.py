@@ -119,3 +119,34 @@ def slimfit_figure(memory: pd.DataFrame, runs: pd.DataFrame):
     fig.suptitle(f"grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def slimfit_memory_figure(memory: pd.DataFrame):
+    """Per model, each arm's peak training memory (median over repetitions): the full bar is the
+    arm's peak, its worst step; the darker part of a SlimFit bar is its schedule's own peak, without
+    the step in which the lowest layer trains. The cut against standard is written on each bar."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from .slimfit_compare import ARMS, slimfit_memory_summary
+    from .verdicts import ARM_NAMES
+
+    summary = slimfit_memory_summary(memory)
+    names = list(dict.fromkeys(summary["model"]))
+    palette = dict(zip(ARMS, sns.color_palette(n_colors=len(ARMS))))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = summary[summary["model"] == name].set_index("arm").reindex([a for a in ARMS if a in set(summary["arm"])])
+        x = range(len(rows))
+        ax.bar(x, rows["peak_mb"], color=[palette[a] for a in rows.index], alpha=0.45)
+        schedule = rows["peak_schedule_mb"].where(rows.index.str.startswith("slimfit"), rows["peak_mb"])
+        ax.bar(x, schedule, color=[palette[a] for a in rows.index])
+        for i, (arm, row) in enumerate(rows.iterrows()):
+            ax.text(i, row["peak_mb"], f"{row['cut_vs_standard']:.2f}x", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(list(x), [ARM_NAMES[a].replace(" + ", "\n+ ") for a in rows.index], fontsize=8)
+        ax.set_title(name)
+        ax.set_ylabel("peak training memory, MB")
+    fig.suptitle("SlimFit bars: dark = its schedule's peak, light = its worst step (the lowest layer trains); "
+                 "label: cut vs standard at the worst step", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -112,7 +112,7 @@ def write_summary(out_dir: Path | None = None) -> Path:
 
     out_dir = Path(out_dir) if out_dir is not None else benchmarks_dir()
     loaded = {}
-    for name in ("throughput", "memory", "seeds_parallel", "gpu"):
+    for name in ("throughput", "memory", "slimfit_memory", "seeds_parallel", "gpu"):
         path = out_dir / f"{name}.json"
         if path.is_file():
             loaded[name] = json.loads(path.read_text())
@@ -168,6 +168,21 @@ def write_summary(out_dir: Path | None = None) -> Path:
                   f"seq {st['seq_len']}, batch {st['batch_size']}, AdamW, {st['reps']} repetition(s), one fresh "
                   f"process per measurement; {st['peak']}. Saved activations: bytes autograd keeps for backward "
                   "(saved-tensor hooks, parameters excluded).", "", to_markdown(table)]
+    if "slimfit_memory" in loaded:
+        d = loaded["slimfit_memory"]
+        st = d["settings"]
+        s = pd.DataFrame(d["tables"]["summary"])
+        table = pd.DataFrame({
+            "model": s["model"], "arm": s["arm"], "technique": s["technique"], "layers frozen per step": s["frozen_per_step"],
+            "peak MB": [_range(a, b, c, ".0f") for a, b, c in zip(s["peak_mb"], s["peak_mb_min"], s["peak_mb_max"])],
+            "standard / arm": [_range(a, b, c, unit="x") for a, b, c in zip(s["cut_vs_standard"], s["cut_min"], s["cut_max"])],
+            "schedule's peak MB": s["peak_schedule_mb"].map(lambda v: f"{v:.0f}"),
+            "saved for backward MB": s["saved_activation_mb"].map(lambda v: f"{v:.0f}"),
+        })
+        lines += ["", "## SlimFit's memory: standard vs static freezing vs SlimFit (+ int8 store)", "",
+                  f"seq {st['seq_len']}, batch {st['batch_size']}, AdamW, {st['reps']} repetition(s), one fresh process "
+                  f"per arm; {st['peak']}. {st.get('steps_note', '')}. The schedule's peak leaves out the step in "
+                  "which SlimFit's lowest layer trains.", "", to_markdown(table)]
     if "seeds_parallel" in loaded:
         d = loaded["seeds_parallel"]
         st = d["settings"]

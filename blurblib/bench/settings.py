@@ -44,7 +44,7 @@ SLIMFIT_SEEDS = {"smoke": (1,), "default": (1, 2, 3), "full": (1, 2, 3, 4, 5), "
 SLIMFIT_RATES = {"smoke": (0.6,), "default": (0.3, 0.6, 0.9), "full": (0.3, 0.6, 0.9), "paper": (0.3, 0.6, 0.9)}
 SLIMFIT_MEMORY_SETTINGS = {
     "smoke": dict(model_names=("minilm-l6",), seq_len=64, batch_size=4, steps=1, reps=1),
-    "default": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=2, reps=1),
+    "default": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=2, reps=3),
     "full": dict(model_names=("minilm-l6", "bert-base-shape"), seq_len=256, batch_size=16, steps=3, reps=3),
     "paper": dict(model_names=("bert-base-shape", "bert-large-shape"), seq_len=256, batch_size=16, steps=3, reps=3),
 }
