@@ -73,7 +73,7 @@ BAD_INPUTS = [
     (["models", "install", "bert-tiny"], None, "unknown model 'bert-tiny'"),
     (["data", "check", "--data-dir", "{tmp}/nowhere"], None, "nowhere not found: run `make data`"),
     (["train"], None, "invalid choice: 'train'"),
-    (["bench", "speed"], None, r"invalid choice: 'speed' \(choose from 'throughput', 'memory', 'seeds'"),
+    (["bench", "speed"], None, r"invalid choice: 'speed' \(choose from 'throughput', 'memory', 'slimfit', 'seeds'"),
     (["bench", "throughput", "--device", "gpu", "--quick"], None, "unknown device 'gpu'; use --device cpu"),
     (["bench", "all", "--only", "seeds_parallel"], None, "argument --only: invalid choice: 'seeds_parallel'"),
     (["bench", "memory", "--reps", "two"], None, "argument --reps: invalid int value: 'two'"),
