@@ -119,7 +119,7 @@ def write_summary(out_dir: Path | None = None) -> Path:
     lines = ["# Benchmarks", "", "Figures are median (min–max) over repetitions. Regenerate with `make bench`.", ""]
     machines = {json.dumps({k: v for k, v in d["machine"].items() if k != "load_average_1min"}, sort_keys=True)
                 for d in loaded.values()}
-    for m in machines:
+    for m in sorted(machines):
         m = json.loads(m)
         lines.append(f"Machine: {m.get('cpu_count')}-core CPU ({m.get('cpu')}), torch {m.get('torch')} with "
                      f"{m.get('torch_threads')} threads" + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
