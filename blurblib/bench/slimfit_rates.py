@@ -26,19 +26,22 @@ def slimfit_rate_sweep(profile, rates=None, seeds=None):
     runs, with standard's, are the main comparison's), on the profile's tasks, first model and
     SlimFit seeds."""
     model = profile.models[0]
-    rates = tuple(rates or for_profile(SLIMFIT_RATES, profile, sized=tuple))  # a rehearsal: every rate, tiny
-    rates = tuple(r for r in rates if r != SLIMFIT_RATE)
-    if not rates:
+    asked = tuple(rates or for_profile(SLIMFIT_RATES, profile, sized=tuple))  # a rehearsal: every rate, tiny
+    others = tuple(r for r in asked if r != SLIMFIT_RATE)
+    if not others:
         raise ConfigError(f"the SlimFit rate curve needs a rate other than {SLIMFIT_RATE:g} (the main comparison's); "
-                          f"got {rates!r}")
-    knobs = [arm_knobs(model, rate, int8=False) for rate in rates]
+                          f"got {asked!r}")
+    knobs = [arm_knobs(model, rate, int8=False) for rate in others]
     techniques = tuple(k for arms in knobs for k in (arms["static"], arms["slimfit"]))
     return profile.sweep(models=[model], techniques=techniques,
                          seeds=tuple(seeds or for_profile(SLIMFIT_SEEDS, profile)))
 
 
 def _knobs(row) -> dict:
-    value = lambda name: 0 if pd.isna(row.get(name)) else row.get(name)  # noqa: E731
+    """A run's freezing knobs, 0 where its record has none (a record older than the knob)."""
+    def value(name):
+        return 0 if pd.isna(row.get(name)) else row.get(name)
+
     return {"slimfit_rate": value("slimfit_rate"), "freeze_layers": value("freeze_layers")}
 
 
@@ -49,11 +52,10 @@ def _curve_rows(runs: pd.DataFrame) -> pd.DataFrame:
         arm = arm_of(row)
         if arm not in CURVE_ARMS:
             continue
-        units = scheduled_units(row["model"])
+        knobs = _knobs(row)
         rows.append({"task": row["task"], "model": row["model"], "seed": row["seed"], "arm": arm,
-                     "frozen_fraction": frozen_per_step(row["model"], _knobs(row)) / units,
-                     "rate": _knobs(row)["slimfit_rate"] or None,
-                     "freeze_layers": _knobs(row)["freeze_layers"] or None,
+                     "frozen_fraction": frozen_per_step(row["model"], knobs) / scheduled_units(row["model"]),
+                     "rate": knobs["slimfit_rate"] or None, "freeze_layers": knobs["freeze_layers"] or None,
                      "score": pd.to_numeric(row["test_score"], errors="coerce")})
     return pd.DataFrame(rows)
 
