@@ -69,8 +69,18 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         kind = next(t for t in (*typing.get_args(hints[field.name]), hints[field.name]) if t is not type(None))
         default = _CLI_DEFAULTS.get(field.name, field.default)
         extra = ", or auto (bf16 where the device computes it natively)" if field.name == "precision" else ""
-        p.add_argument("--" + field.name.replace("_", "-"), type=kind, default=None,
+        p.add_argument("--" + field.name.replace("_", "-"), type=_boolean if kind is bool else kind, default=None,
                        help=f"{field.metadata['help']}{extra} (default: {default})")
+
+
+def _boolean(text: str) -> bool:
+    """`--adam-bias-correction false`: argparse's `type=bool` would read any non-empty text as True."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
 
 
 def finetune_configs(args: argparse.Namespace) -> list:
@@ -109,6 +119,22 @@ def _sweep(args: argparse.Namespace) -> int:
 
     configs = sweep.expand(sweep.SweepSpec.from_yaml(args.spec))
     return _run_or_plan(configs, args)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from . import grids, instability, profiles, sweep
+
+    P = profiles.get("03_stabilization", args.profile)
+    configs = grids.scan_configs(P)
+    if args.blocks is not None:
+        per_block = len(configs) // len(P.settings.scan.seed_blocks)
+        configs = configs[:per_block * args.blocks]
+    print(sweep.format_plan(sweep.plan(configs, out_dir=P.scan_dir(), any_precision=True)))
+    if args.dry_run:
+        return 0
+    runs = instability.run(configs, P.scan_dir(), workers=args.workers)
+    print(instability.cell_table(runs).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
 
 
 def _run_or_plan(configs, args: argparse.Namespace, any_precision: bool = False) -> int:
@@ -212,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("spec")
     _add_run_options(sw)
     sw.set_defaults(func=_sweep)
+
+    sc = sub.add_parser("scan", help="the instability scan: where fine-tuning fails across seeds (dev only)",
+                        description="Train the instability scan's runs that are missing from outputs/scan "
+                                    "(resumable; dev only, test is never read) and print its cell table.")
+    sc.add_argument("--profile", default="default", help="whose scan: notebook 03's under this profile (default: default)")
+    sc.add_argument("--workers", type=int, default=None, help="worker processes (default: one per 2 cores)")
+    sc.add_argument("--blocks", type=int, default=None, help="how many seed blocks of 5 to run (default: all)")
+    sc.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    sc.set_defaults(func=_scan)
 
     rep = sub.add_parser("reproduce", help="execute every numbered notebook (papermill), then write outputs/REPORT.md",
                          description="Execute every numbered notebook under one profile with papermill (executed "

@@ -62,8 +62,22 @@ class RunConfig:
     precision: str = _field("fp32", "fp32 or bf16 (autocast: weights and optimizer state stay fp32)")
     slimfit_rate: float = _late_field(0.0, "slimfit technique: share of the scheduled layers (embeddings, encoder "
                                       "blocks) frozen each step, those whose weights changed least; 0 is off")
+    adam_bias_correction: bool = _late_field(True, "AdamW's bias correction of its moment estimates; False is the "
+                                              "original BERTAdam, whose first steps are larger (an instability inducer)")
     slimfit_quant_bits: int = _late_field(0, "slimfit technique: 8 keeps the activations frozen blocks save for "
                                           "backward as int8 rows; 0 keeps them at full precision")
+    slimfit_unit: str = _late_field("block", "slimfit technique: what it schedules; tensor is SlimFit's own (each "
+                                    "weight matrix and LayerNorm weight; biases always train), block the first "
+                                    "variant (embeddings and encoder blocks, biases included; the default so that "
+                                    "stored runs keep their ids)")
+    slimfit_gelu_bits: int = _late_field(0, "slimfit compression: 4 keeps each GELU input for backward at 4 bits "
+                                         "(SlimFit's); 0 is off")
+    slimfit_attention_bits: int = _late_field(0, "slimfit compression: 8 keeps the operands of attention's matmuls "
+                                              "and its probabilities at 8 bits (SlimFit's); 0 is off")
+    slimfit_ffn_bits: int = _late_field(0, "slimfit compression: 8 keeps the input of each FFN output Linear at "
+                                        "8 bits (SlimFit's); 0 is off")
+    slimfit_ln_keep: float = _late_field(0.0, "slimfit compression: a frozen LayerNorm keeps this top share of its "
+                                         "normalised input (SlimFit's 0.1); 0 is off")
 
     def __post_init__(self):
         # "native" names a head only relative to the model: store the concrete one, so the run id
@@ -92,26 +106,38 @@ class RunConfig:
         tasks.get(self.task)
         models.get(self.model)
         checks = {
-            "lr": self.lr > 0,
+            "lr": (_finite(self.lr) and 0 < self.lr <= 1, "a finite number in (0, 1], e.g. 5e-5"),
             "batch_size": self.batch_size >= 1,
+            "weight_decay": (_finite(self.weight_decay) and 0 <= self.weight_decay <= 1, "a finite number in [0, 1], e.g. 0.01"),
+            "max_grad_norm": (_finite(self.max_grad_norm) and self.max_grad_norm > 0, "a finite number > 0, e.g. 1.0"),
+            "seed": (_whole(self.seed) and 0 <= self.seed <= 2**32 - 1, "an integer from 0 to 2**32 - 1"),
             "epochs": self.epochs >= 1,
             "freeze_layers": self.freeze_layers >= 0,
             "reinit_layers": self.reinit_layers >= 0,
-            "llrd_decay": 0 < self.llrd_decay <= 1,
-            "mixout": 0 <= self.mixout < 1,
-            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "llrd_decay": (_finite(self.llrd_decay) and 0 < self.llrd_decay <= 1, "a number in (0, 1]; 1 is off"),
+            "mixout": (_finite(self.mixout) and 0 <= self.mixout < 1, "a probability in [0, 1)"),
+            "warmup_ratio": (_finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, "a number in [0, 1)"),
             "train_limit": self.train_limit is None or self.train_limit >= 1,
             "eval_limit": self.eval_limit is None or self.eval_limit >= 1,
             "max_length": self.max_length is None or self.max_length >= 8,
             "lpft_epochs": self.lpft_epochs >= 0,
             "precision": self.precision in precision.PRECISIONS,
-            "slimfit_rate": 0 <= self.slimfit_rate < 1,
+            "slimfit_rate": (_finite(self.slimfit_rate) and 0 <= self.slimfit_rate < 1, "a share in [0, 1); 0 is off"),
             "slimfit_quant_bits": self.slimfit_quant_bits in (0, 8),
+            "slimfit_unit": (self.slimfit_unit in ("block", "tensor"), "tensor or block"),
+            "slimfit_gelu_bits": (self.slimfit_gelu_bits in (0, 4), "4, or 0 for off"),
+            "slimfit_attention_bits": (self.slimfit_attention_bits in (0, 8), "8, or 0 for off"),
+            "slimfit_ffn_bits": (self.slimfit_ffn_bits in (0, 8), "8, or 0 for off"),
+            "slimfit_ln_keep": (_finite(self.slimfit_ln_keep) and 0 <= self.slimfit_ln_keep < 1,
+                                "a share in [0, 1), e.g. 0.1; 0 is off"),
         }
-        bad = [name for name, ok in checks.items() if not ok]
+        checks = {name: check if isinstance(check, tuple) else (check, None) for name, check in checks.items()}
+        bad = [name for name, (ok, _) in checks.items() if not ok]
         if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise ConfigError(f"RunConfig for {self.task}/{self.model} has invalid {values}; see blurblib.config.RunConfig")
+            values = "; ".join(f"{name}={getattr(self, name)!r}" + (f" (accepted: {checks[name][1]})" if checks[name][1] else "")
+                               for name in bad)
+            raise ConfigError(f"RunConfig for {self.task}/{self.model} has invalid {values}; set a valid value "
+                              "(see blurblib.config.RunConfig, or `blurb finetune --help`)")
         heads.check(self.head, tasks.get(self.task).head_kind, self.task)
         if self.lpft_epochs and self.head == "biencoder":
             raise ConfigError("lpft_epochs needs a head with weights to probe; the biencoder head has none "
@@ -123,8 +149,9 @@ class RunConfig:
         if self.slimfit_quant_bits and not self.slimfit_rate:
             raise ConfigError(f"slimfit_quant_bits={self.slimfit_quant_bits} stores what frozen blocks keep in 8 bits, "
                               "but slimfit_rate=0 freezes none: set slimfit_rate (e.g. 0.9) or slimfit_quant_bits=0")
-        if not self.slimfit_rate:
-            return
+        self._validate_slimfit_stores()
+        if not self.slimfit_rate or self.slimfit_unit == "tensor":
+            return  # tensor units: their number is the model's, slimfit.attach names a rate that freezes none
         if not 0 <= self.freeze_layers <= blocks:
             return  # techniques.prepare names the bad freeze_layers
         units = blocks - self.freeze_layers + (0 if self.freeze_layers else 1)
@@ -137,6 +164,34 @@ class RunConfig:
                               f"the {units} layers slimfit schedules on {self.model} (the embeddings and the blocks "
                               f"freeze_layers={self.freeze_layers} leaves trainable): raise slimfit_rate to at least "
                               f"{math.ceil(1000 / units) / 1000:g}")
+
+
+    def _validate_slimfit_stores(self) -> None:
+        """The unit and compression knobs mean something only with SlimFit on, and one store each."""
+        compress = [f"{name}={getattr(self, name)!r}" for name in SLIMFIT_COMPRESSION if getattr(self, name)]
+        if (compress or self.slimfit_unit != "block") and not self.slimfit_rate:
+            knobs = ", ".join(compress + ([f"slimfit_unit={self.slimfit_unit!r}"] if self.slimfit_unit != "block" else []))
+            raise ConfigError(f"{knobs} belong to SlimFit, but slimfit_rate=0 turns it off: set slimfit_rate "
+                              "(e.g. 0.9) or leave those knobs at their defaults")
+        if self.slimfit_quant_bits and self.slimfit_unit == "tensor":
+            raise ConfigError("slimfit_quant_bits=8 stores what wholly frozen blocks keep, and slimfit_unit='tensor' "
+                              "never freezes a whole block (biases train): use the compression knobs "
+                              "(slimfit_gelu_bits, slimfit_attention_bits, slimfit_ffn_bits, slimfit_ln_keep) instead")
+        if self.slimfit_quant_bits and compress:
+            raise ConfigError(f"slimfit_quant_bits=8 and {', '.join(compress)} would store the same tensors twice: "
+                              "choose one (slimfit_quant_bits=0 for SlimFit's own compression)")
+
+
+SLIMFIT_COMPRESSION = ("slimfit_gelu_bits", "slimfit_attention_bits", "slimfit_ffn_bits", "slimfit_ln_keep")
+
+
+def _finite(value) -> bool:
+    """A real number that is not NaN or infinite (NaN compares false, inf passes `> 0`)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def content_id(config, *labels: str) -> str:
@@ -174,11 +229,16 @@ def technique_label(config) -> str:
     from . import techniques
 
     def label(t) -> str:
-        qualifiers = "".join(f"-{short}{getattr(config, field):g}" for field, short, neutral in t.qualifiers
+        qualifiers = "".join(f"-{short}{_label_value(getattr(config, field))}" for field, short, neutral in t.qualifiers
                              if getattr(config, field) != neutral)
         return f"{t.name}{getattr(config, t.knob):g}{qualifiers}"
 
     return "+".join(label(t) for t in techniques.active(config)) or "standard"
+
+
+def _label_value(value) -> str:
+    """A knob's value in a label: numbers as `:g` (0.9, 8), words as they are (tensor)."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 def technique_knobs(name: str) -> dict:

@@ -5,10 +5,12 @@ Every row is a `stats.Comparison` (effect, 95% CI, p-value, computed verdict), s
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
-from . import metrics, stats, tasks, techniques
+from . import metrics, power, stats, tasks, techniques
 from .errors import ConfigError
 
 # Tinn et al. (2023), quoted where the notebooks test them.
@@ -22,30 +24,133 @@ CLAIMS = {
 
 
 def technique_claims(df: pd.DataFrame, baseline: str = "standard") -> pd.DataFrame:
-    """Each technique against standard fine-tuning over the same (task, seed), per model.
+    """Each technique against standard fine-tuning, per task and model, over the same seeds:
+    whether it *helps* (mean score) and whether it *stabilises* (failure rate at the end of
+    training, seed sd), each in the task's own metric; Holm-adjusted over the table.
 
     The claim attached to a technique is the paper's (which was about BERT-base, -large and
     ELECTRA); the `model` column says on which model this data tests it.
     """
     rows = []
-    for model, group in df.groupby("model", sort=True):
+    for (task, model), group in df.groupby(["task", "model"], sort=True):
         for technique in sorted(set(group["technique"]) - {baseline}):
             family = techniques.family(group[group["technique"] == technique].iloc[0])
             claim = CLAIMS.get(family, f"{technique} beats {baseline}")
-            c = stats.paired(group, "technique", technique, baseline, claim=claim)
-            rows.append({"model": model, "technique": technique, **c.as_dict()})
-    return pd.DataFrame(rows)
+            rows += [{"task": task, "model": model, "technique": technique, **row}
+                     for row in arm_claims(group, "technique", technique, baseline, claim)]
+    return finish_claims(rows)
 
 
-def size_claims(df: pd.DataFrame, small: str, large: str) -> pd.DataFrame:
-    """Score gain of the larger model (paired over task and seed) and its seed spread per task."""
-    rows = [{"task": "all", **stats.paired(df, "model", large, small, claim=CLAIMS["size_score"], on=("task", "seed")).as_dict()}]
+def arm_claims(df: pd.DataFrame, column: str, arm, baseline, claim: str, on=("task", "model", "seed")) -> list[dict]:
+    """Three rows for "`arm` beats `baseline`" over the same seeds: *helps* (mean paired
+    difference, Wilcoxon), *stabilises: failure rate* (end of training, exact McNemar) and
+    *stabilises: seed sd* (Brown-Forsythe). Only fair pairs (same precision and kind of
+    machine) enter any of them."""
+    pairs = fair_pairs(df, column, arm, baseline, on)
+    dropped = pairs.attrs["dropped"]
+    helps = stats.paired(df, column, arm, baseline, claim=claim, on=on)
+    helps = _with_test_sampling(helps, df, column, arm, baseline, on)
+    failure = stats.failure_rate_change(pairs["failed_b"], pairs["failed_a"], claim=f"{arm} fails less often than {baseline}",
+                                        effect=f"failure rate {baseline} - {arm} (share of seeds, end of training)")
+    spread = stats.spread_ratio(pairs["score_a"], pairs["score_b"], claim=f"{arm} varies less across seeds than {baseline}",
+                                effect=f"log(sd {baseline} / sd {arm})")
+    return [{"kind": "helps (mean)", **helps.as_dict()},
+            {"kind": "stabilises (failure rate)", **dataclasses.replace(failure, dropped=dropped).as_dict()},
+            {"kind": "stabilises (seed sd)", **dataclasses.replace(spread, dropped=dropped).as_dict()}]
+
+
+def fair_pairs(df: pd.DataFrame, column: str, a, b, on=("task", "model", "seed"), score: str = "test_score") -> pd.DataFrame:
+    """The runs of arms `a` and `b` matched on `on`, keeping only pairs trained at the same
+    precision on the same kind of machine: columns score_a/score_b (best dev checkpoint) and
+    failed_a/failed_b (judged at the end of training); `attrs["dropped"]` counts the unfair pairs."""
+    fair = [k for k in stats.FAIR_PAIR_KEYS if k in df.columns]
+    data = df.assign(_failed=stats.failed(df), _score=pd.to_numeric(df[score], errors="coerce"))
+    left = data[data[column] == a].set_index(list(on))[["_score", "_failed", *fair]]
+    right = data[data[column] == b].set_index(list(on))[["_score", "_failed", *fair]]
+    both = pd.merge(left, right, left_index=True, right_index=True, suffixes=("_a", "_b"))
+    same = np.logical_and.reduce([both[f"{k}_a"].astype(str) == both[f"{k}_b"].astype(str) for k in fair]) \
+        if fair else np.ones(len(both), dtype=bool)
+    out = both.loc[same].rename(columns={"_score_a": "score_a", "_score_b": "score_b", "_failed_a": "failed_a",
+                                         "_failed_b": "failed_b"})[["score_a", "score_b", "failed_a", "failed_b"]]
+    out.attrs["dropped"] = int((~same).sum())
+    return out
+
+
+def _with_test_sampling(c: stats.Comparison, df: pd.DataFrame, column: str, arm, baseline, on) -> stats.Comparison:
+    """On a small test set (BIOSSES: 20 pairs) the CI of a paired difference must include the
+    sampling of the test examples, not only of the seeds: where the runs kept their test
+    predictions, the CI is the two-level bootstrap's (`stats.two_level_bootstrap_ci`)."""
+    if c.n < 2 or "test_predictions" not in df or df["task"].nunique() != 1:
+        return c
+    pairs = pd.merge(df[df[column] == arm].set_index(list(on))["test_predictions"],
+                     df[df[column] == baseline].set_index(list(on))["test_predictions"],
+                     left_index=True, right_index=True, suffixes=("_a", "_b")).dropna()
+    if len(pairs) < 2 or not all(isinstance(p, list) for p in pairs.to_numpy().ravel()):
+        return c
+    task = df["task"].iloc[0]
+    limit = df["eval_limit"].iloc[0] if "eval_limit" in df else None
+    labels = _test_labels(task, None if pd.isna(limit) else int(limit))
+    runs = {"a": list(pairs["test_predictions_a"]), "b": list(pairs["test_predictions_b"])}
+    if any(len(p) != len(labels) for arm_runs in runs.values() for p in arm_runs):
+        return c
+
+    def score_on(run: int, side: str, examples) -> float:
+        return metrics.score(task, [runs[side][run][i] for i in examples], [labels[i] for i in examples])
+
+    low, high = stats.two_level_bootstrap_ci(np.zeros(len(pairs)), np.zeros(len(pairs)), score_on=score_on,
+                                             n_examples=len(labels), n_boot=1000)
+    return stats.decided(c.claim, c.effect, c.estimate, low, high, c.p_value, c.p_opposite, c.n,
+                         test=f"{c.test}; CI over seeds and test examples", dropped=c.dropped)
+
+
+def _test_labels(task: str, eval_limit: int | None) -> list:
+    from .train import load_splits
+
+    return list(load_splits(task, 1, eval_limit)["test"][tasks.get(task).target])
+
+
+def finish_claims(rows: list[dict]) -> pd.DataFrame:
+    """A notebook's claims table: Holm over its rows, and beside each the power note of its
+    kind of test for its n at Holm's first-step level."""
+    table = stats.with_holm(pd.DataFrame(rows))
+    if table.empty:
+        return table
+    m = int(table["p_value"].notna().sum())
+    kinds = {"helps": "paired", "stabilises (failure rate)": "failure", "stabilises (seed sd)": "spread",
+             "seed sd": "spread", "paired": "paired"}
+    table["power"] = [power.note(next((v for k, v in kinds.items() if str(kind).startswith(k)), "paired"), int(n), m)
+                      for kind, n in zip(table.get("kind", ["paired"] * len(table)), table["n"])]
+    return table
+
+
+def size_claims(df: pd.DataFrame, small: str, large: str, references: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per task, over the same seeds: does the larger model score higher (raw gap, and with
+    `references` its gain over its own frozen encoder against the smaller's: a larger encoder
+    that starts higher has not thereby fine-tuned better), and is it less stable (seed sd,
+    failure rate at the end of training)? Holm-adjusted over the table."""
+    rows = []
     for task, group in df.groupby("task", sort=True):
-        a = group.loc[group["model"] == small, "test_score"]
-        b = group.loc[group["model"] == large, "test_score"]
-        c = stats.spread_ratio(a, b, claim=CLAIMS["size_stability"], effect=f"log(sd {large} / sd {small})")
-        rows.append({"task": task, **c.as_dict()})
-    return pd.DataFrame(rows)
+        pairs = fair_pairs(group, "model", large, small, on=("task", "seed"))
+        dropped = pairs.attrs["dropped"]
+        gap = stats.paired(group, "model", large, small, claim=CLAIMS["size_score"], on=("task", "seed"))
+        rows.append({"task": task, "kind": "helps (mean)", **_with_test_sampling(gap, group, "model", large, small,
+                                                                                  ("task", "seed")).as_dict()})
+        if references is not None:
+            ref = with_reference(group, references).groupby("model")["reference"].first()
+            if {small, large} <= set(ref.index) and ref.notna().all():
+                shift = float(ref[large] - ref[small])
+                diff = (pairs["score_a"] - pairs["score_b"] - shift).dropna().to_numpy()
+                c = stats.compare(diff, "The larger model gains more over its own frozen encoder than the smaller does.",
+                                   f"(mean {large} - its reference) - ({small} - its reference), points", dropped)
+                rows.append({"task": task, "kind": "helps (gain over own reference)", **c.as_dict()})
+        spread = stats.spread_ratio(pairs["score_b"], pairs["score_a"], claim=CLAIMS["size_stability"],
+                                    effect=f"log(sd {large} / sd {small})")
+        rows.append({"task": task, "kind": "seed sd", **dataclasses.replace(spread, dropped=dropped).as_dict()})
+        failure = stats.failure_rate_change(pairs["failed_a"], pairs["failed_b"],
+                                            claim=f"{large} fails more often than {small} (less stable)",
+                                            effect=f"failure rate {large} - {small} (share of seeds, end of training)")
+        rows.append({"task": task, "kind": "stabilises (failure rate)", **dataclasses.replace(failure, dropped=dropped).as_dict()})
+    return finish_claims(rows)
 
 
 def size_table(df: pd.DataFrame, small: str, large: str) -> pd.DataFrame:
@@ -86,23 +191,26 @@ def size_table_by_pair(df: pd.DataFrame, pairs) -> pd.DataFrame:
     return out[["task", "small", "large", *[c for c in out.columns if c not in ("task", "small", "large")]]]
 
 
-def size_claims_by_pair(df: pd.DataFrame, pairs) -> pd.DataFrame:
-    """`size_claims` for each (small, large) pair, the pair named in columns `small` and `large`."""
-    frames = [size_claims(df, small, large).assign(small=small, large=large) for small, large in pairs]
-    out = pd.concat(frames, ignore_index=True)
+def size_claims_by_pair(df: pd.DataFrame, pairs, references: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`size_claims` for each (small, large) pair, the pair named in columns `small` and `large`;
+    Holm over all of them (the notebook's claims)."""
+    frames = [size_claims(df, small, large, references).assign(small=small, large=large) for small, large in pairs]
+    out = pd.concat(frames, ignore_index=True).drop(columns=["p_holm", "p_opposite_holm", "power"])
+    out = finish_claims(out.to_dict("records"))
     return out[["small", "large", *[c for c in out.columns if c not in ("small", "large")]]]
 
 
 def reinit_claims(df: pd.DataFrame) -> pd.DataFrame:
-    """Per task and model: each n > 0 re-initialised blocks against n = 0, paired over seeds."""
+    """Per task and model: each n > 0 re-initialised blocks against n = 0 over the same seeds,
+    helps (mean) and stabilises (failure rate, seed sd); Holm over the table."""
     rows = []
     df = knob_slice(df, "reinit_layers")  # other techniques also have reinit_layers == 0
     for (task, model), group in df.groupby(["task", "model"], sort=True):
         for n in sorted(set(group["reinit_layers"]) - {0}):
             claim = CLAIMS["reinit"] if task == "BIOSSES" else f"re-initialising the top {n} block(s) helps {task}"
-            c = stats.paired(group, "reinit_layers", n, 0, claim=claim, on=("task", "model", "seed"))
-            rows.append({"task": task, "model": model, "reinit_layers": n, **c.as_dict()})
-    return pd.DataFrame(rows)
+            rows += [{"task": task, "model": model, "reinit_layers": n, **row}
+                     for row in arm_claims(group, "reinit_layers", n, 0, claim)]
+    return finish_claims(rows)
 
 
 # Gu et al. (2021), Table 6: PubMedBERT (abstracts, uncased) on BLURB. GAD is the paper's 82.34 (the
@@ -181,9 +289,12 @@ def domain_gap_claim(summary: pd.DataFrame, model: str) -> pd.DataFrame:
     """Does PubMedBERT beat this (general-domain, small, CPU-budget) model task by task?"""
     gaps = summary["gap"].dropna().to_numpy(dtype=float)  # a task without any score has no gap
     lo, hi = stats.bootstrap_ci(gaps)
-    c = stats.decided(f"PubMedBERT (domain-specific pretraining, Gu et al.) outperforms {model} on BLURB tasks.",
-                      "PubMedBERT - ours per task (points)", float(np.mean(gaps)), lo, hi,
-                      stats.wilcoxon_greater(gaps), stats.wilcoxon_greater(-gaps), len(gaps))
+    claim = f"PubMedBERT (domain-specific pretraining, Gu et al.) outperforms {model} on BLURB tasks."
+    effect = "PubMedBERT - ours per task (points)"
+    if len(gaps) == 0:
+        return stats.claims_table([stats.undecided(claim, effect)])
+    c = stats.decided(claim, effect, float(np.mean(gaps)), lo, hi, stats.wilcoxon_greater(gaps),
+                      stats.wilcoxon_greater(-gaps), len(gaps))
     return stats.claims_table([c])
 
 
@@ -322,14 +433,15 @@ def spread_gap(runs: pd.DataFrame, arm_column: str = "arm", low_resource=None, s
     lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
     p = float((1 + np.sum(boot <= 0)) / (1 + len(boot)))
     p_opposite = float((1 + np.sum(boot >= 0)) / (1 + len(boot)))
-    return stats.decided(claim, effect, estimate, lo, hi, p, p_opposite, n)
+    return stats.decided(claim, effect, estimate, lo, hi, p, p_opposite, n,
+                         test="bootstrap over seeds within tasks, one-sided", p_floor=1 / (1 + len(boot)))
 
 
 def pretraining_claims(runs: pd.DataFrame, arm_column: str = "arm", domain: str = "domain", general: str = "general",
                        low_resource=None, score: str = "test_score") -> pd.DataFrame:
     """The claims of notebook 01 on a runs table labelled by arm (`label_arms`):
 
-    * `domain vs general` - the domain arm's mean paired gain over the general arm, over (task, seed);
+    * `helps (domain vs general)` - per task, the domain arm's mean paired gain over the general arm;
     * `spread low vs high` - `spread_gap`: is the spread between all arms larger on low-resource tasks;
     * `seed sd, per task` - `stats.spread_ratio`: log(sd general / sd domain), > 0 when domain
       pretraining lowers the seed variance.
@@ -343,11 +455,12 @@ def pretraining_claims(runs: pd.DataFrame, arm_column: str = "arm", domain: str 
                           f"{sorted(set(runs[arm_column].astype(str)))}); pass domain=/general= names that are there")
     data = runs.assign(**{arm_column: runs[arm_column].astype(str)})
     rows = []
-    c = stats.paired(data, arm_column, domain, general, claim=PRETRAINING_CLAIMS["domain_score"],
-                     on=("task", "seed"), score=score)
-    rows.append({"test": "domain vs general", "task": "all", **c.as_dict()})
+    for task, group in data.groupby("task", sort=True):
+        c = stats.paired(group, arm_column, domain, general, claim=PRETRAINING_CLAIMS["domain_score"],
+                         on=("task", "seed"), score=score)
+        rows.append({"kind": "helps (domain vs general)", "task": task, **c.as_dict()})
     c = spread_gap(data, arm_column, low_resource, score)
-    rows.append({"test": "spread low vs high", "task": "all", **c.as_dict()})
+    rows.append({"kind": "spread low vs high (across tasks, by design)", "task": "all", **c.as_dict()})
     pair = data[data[arm_column].isin([domain, general])]
     for task, group in pair.groupby("task", sort=True):
         wide = _seed_matrix(group, arm_column, score)
@@ -355,5 +468,5 @@ def pretraining_claims(runs: pd.DataFrame, arm_column: str = "arm", domain: str 
         b = wide[general] if general in wide else []
         c = stats.spread_ratio(a, b, claim=PRETRAINING_CLAIMS["domain_stability"],
                                effect=f"log(sd {general} / sd {domain})")
-        rows.append({"test": "seed sd, per task", "task": task, **c.as_dict()})
-    return pd.DataFrame(rows)
+        rows.append({"kind": "seed sd", "task": task, **c.as_dict()})
+    return finish_claims(rows)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import calibration, pretrain, reference, sweep, tasks
+from . import calibration, instability, pretrain, reference, sweep, tasks
 from .config import RunConfig
 from .errors import UnknownNameError
 from .profiles import Profile
@@ -26,6 +26,7 @@ class Grid:
     calibration: list[RunConfig] = field(default_factory=list)
     referenced: tuple[str, ...] = ()  # parts whose frozen-encoder references the notebook reads
     left_out: tuple[str, ...] = ()  # grid cells that do not apply, and why
+    scan: list[RunConfig] = field(default_factory=list)  # the instability scan (dev only, its own store)
 
     def runs(self) -> list[RunConfig]:
         """Every run of the results store, each once, in the notebook's order."""
@@ -93,7 +94,13 @@ def stabilization(P: Profile) -> Grid:
     knobs = [c for knob, values in X.knobs.items()
              for c in sweep.expand(P.sweep(tasks=[X.knob_task], models=X.knob_models,
                                                techniques=[{knob: v} for v in values], seeds=X.knob_seeds))]
-    return Grid(parts={"main": main, "knobs": knobs}, referenced=("main",), left_out=tuple(left_out))
+    return Grid(parts={"main": main, "knobs": knobs}, referenced=("main",), left_out=tuple(left_out), scan=scan_configs(P))
+
+
+def scan_configs(P: Profile) -> list[RunConfig]:
+    """The instability scan of notebook 03's profile, at the precision its runs train at."""
+    scan = getattr(P.settings, "scan", None)
+    return [] if scan is None else instability.configs(scan, _precision(P))
 
 
 def reinit(P: Profile) -> Grid:
@@ -147,10 +154,12 @@ class NotebookPlan:
     calibration: sweep.Plan
     references_missing: int
     references: int
+    scan: sweep.Plan | None = None
 
     @property
     def to_train(self) -> int:
-        return self.runs.n_to_train + self.calibration.n_to_train + self.references_missing
+        scan = self.scan.n_to_train if self.scan is not None else 0
+        return self.runs.n_to_train + self.calibration.n_to_train + self.references_missing + scan
 
 
 def plan(P: Profile) -> NotebookPlan:
@@ -159,4 +168,5 @@ def plan(P: Profile) -> NotebookPlan:
     pairs = [(r, P.results_dir) for r in grid.references()] + [(r, P.calibration_dir()) for r in grid.calibration_references()]
     missing = sum(not reference.store_for(where).has(r.run_id) for r, where in pairs)
     calibration_plan = sweep.plan(grid.calibration, P.device, Path(P.calibration_dir()), any_precision=P.any_precision)
-    return NotebookPlan(P.notebook, P.plan(grid.runs()), calibration_plan, missing, len(pairs))
+    scan_plan = sweep.plan(grid.scan, P.device, Path(P.scan_dir()), any_precision=True) if grid.scan else None
+    return NotebookPlan(P.notebook, P.plan(grid.runs()), calibration_plan, missing, len(pairs), scan_plan)

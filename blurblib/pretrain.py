@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import corpora, paths
+from . import corpora, paths, results
 from .errors import ConfigError, DataError, UnknownNameError
 from .models import quiet_transformers
 
@@ -368,6 +368,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
     config.validate()
     root = Path(out_dir) if out_dir is not None else pretrain_root()
     target = root / config.folder_name
+    _restore_aside(target)
     if (target / RESULT_FILE).is_file() and not force:
         result = PretrainResult.from_json(json.loads((target / RESULT_FILE).read_text()), target)
         result.reused = True
@@ -389,16 +390,35 @@ def pretrain(config: PretrainConfig, out_dir: str | Path | None = None, progress
 
 
 def _save_atomically(model, tokenizer, record: dict, target: Path, record_file: str = RESULT_FILE) -> None:
-    """Write into a temporary sibling, then rename: a killed run never leaves a half checkpoint."""
+    """Write into a temporary sibling, then rename: a killed run never leaves a half checkpoint.
+
+    An old checkpoint is renamed aside before the new one is renamed in and deleted only after,
+    so at every moment one complete checkpoint is on disk; a kill between the two renames
+    leaves it aside, where the next `pretrain` puts it back (`_restore_aside`).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / record_file).write_text(json.dumps(record, indent=2))
+    (tmp / record_file).write_text(json.dumps(record, indent=2))  # last: its presence marks a complete folder
+    aside = _aside(target)
     if target.exists():
-        shutil.rmtree(target)
+        shutil.rmtree(aside, ignore_errors=True)
+        target.rename(aside)
     tmp.rename(target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _aside(target: Path) -> Path:
+    return target.parent / f".{target.name}.old"
+
+
+def _restore_aside(target: Path, record_file: str = RESULT_FILE) -> None:
+    """Put back a checkpoint left aside by a save killed between its two renames."""
+    aside = _aside(target)
+    if not target.exists() and (aside / record_file).is_file():
+        aside.rename(target)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -476,6 +496,7 @@ def write_random_init(model: str = BASE_MODEL, seed: int = 0, out_dir: str | Pat
 
     source = model_source(model)
     target = (Path(out_dir) if out_dir is not None else pretrain_root()) / _random_init_folder(model, seed)
+    _restore_aside(target, RANDOM_INIT_FILE)
     if (target / RANDOM_INIT_FILE).is_file() and not force:
         return target
     config = AutoConfig.from_pretrained(source)
@@ -574,23 +595,37 @@ ARM_STORE_SUBDIR = "pretraining"
 
 
 def _arm_record_path(store_dir: str | Path, model: str) -> Path:
-    return Path(store_dir) / ARM_STORE_SUBDIR / f"{Path(model).name}.json"
+    return Path(store_dir) / ARM_STORE_SUBDIR / f"{results.check_run_id(Path(model).name)}.json"
 
 
 def read_arm_record(store_dir: str | Path, model: str) -> dict | None:
+    """The arm's record, or None; a corrupt one is moved to the store's quarantine (the arm is then
+    served again, as a truncated run record is redone)."""
     path = _arm_record_path(store_dir, model)
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        record, problem = None, f"not valid JSON ({err})"
+    else:
+        problem = None if isinstance(record, dict) else "not a mapping"
+    if problem:
+        results.quarantine_file(path, Path(store_dir) / "quarantine", f"pretraining arm record {path}: {problem}",
+                                "The arm counts as not stored: the next run of notebook 01 builds or reuses its "
+                                "checkpoint and writes the record again")
+        return None
+    return record
 
 
 def _update_arm_record(store_dir: str | Path, model: str, **fields) -> dict:
-    """Merge `fields` into the arm's record, written atomically (a temporary file, then a rename)."""
+    """Merge `fields` into the arm's record, written atomically (the results store's temporary file
+    and rename, with the umask's mode)."""
     path = _arm_record_path(store_dir, model)
     record = read_arm_record(store_dir, model) or {"model": model}
     record.update(fields)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmp.replace(path)
+    results.write_json(path, record)
     return record
 
 

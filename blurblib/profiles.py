@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from . import calibration, paths, precision, rehearsal, sweep
+from . import calibration, instability, parameters, paths, precision, rehearsal, sweep
 from .errors import UnknownNameError
 from .sweep import SweepSpec, check_backend, run_sweep
 
@@ -124,6 +124,7 @@ class StabilizationSettings:
     knobs: dict[str, tuple]
     knob_seeds: tuple[int, ...] | None = None  # None: the profile's seeds
     knob_models: tuple[str, ...] | None = None  # None: the profile's models
+    scan: instability.ScanSettings | None = None  # where fine-tuning is unstable (dev only, its own store)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,10 @@ class Profile:
     def table_dir(self):
         return _out(self.name) / "tables"
 
+    def scan_dir(self):
+        """The store of the instability scan's runs (dev only), beside the results store."""
+        return _out(self.name) / "scan"
+
 
 def _out(profile: str):
     """Smoke runs write under outputs/smoke (wiped by `make test`), a rehearsal under
@@ -277,13 +282,15 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
     "03_stabilization": {
         "smoke": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "GAD"), seeds=(1, 2),
                       techniques=_TECHNIQUES_03,
-                      settings=StabilizationSettings(knob_task="BIOSSES", knobs={"reinit_layers": (2,)})),
+                      settings=StabilizationSettings(knob_task="BIOSSES", knobs={"reinit_layers": (2,)},
+                                                     scan=instability.SMOKE)),
         # the re-init knob's runs are notebook 04's: the knob curve costs nothing extra
         # BIOSSES and a subsampled NER set (300 sentences): the low-resource settings where both
         # the bi-encoder and the token head learn clearly within the budget (GAD needs 1,000 examples)
         "default": dict(models=(OFFLINE_SMALL,), tasks=("BIOSSES", "NCBI-disease"), seeds=(1, 2, 3, 4, 5),
                         techniques=_TECHNIQUES_03,
-                        settings=StabilizationSettings(knob_task="BIOSSES", knobs={"reinit_layers": (2, 3)})),
+                        settings=StabilizationSettings(knob_task="BIOSSES", knobs={"reinit_layers": (2, 3)},
+                                                       scan=instability.DEFAULT)),
         "full": dict(models=(OFFLINE_SMALL, OFFLINE_LARGE), tasks=("BIOSSES", "GAD", "BioASQ", "PubMedQA", "NCBI-disease", "ChemProt"),
                      seeds=tuple(range(1, 11)),
                      techniques=_TECHNIQUES_03,
@@ -338,7 +345,7 @@ def get(notebook: str, profile: str = "default", rehearse: bool = False, **overr
     if rehearsed:
         fields = rehearsal.profile_fields(notebook, fields)
     fields.setdefault("results_dir", str(_out(profile) / ("results-paper" if profile == "paper" else "results")))
-    for key, value in overrides.items():
+    for key, value in parameters.coerce(overrides).items():
         if value is not None:
             fields[key] = tuple(value) if isinstance(value, list) else value
     check_backend(fields.get("backend", "local"), fields.get("ray_address"))

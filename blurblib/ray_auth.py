@@ -9,10 +9,16 @@ token, the cluster refuses it ("Authentication token is missing or incorrect", p
 and after 20 s of retries `ray.init` raises a bare "Failed to connect". So a blurblib driver
 authenticates whenever it has a token, as Ray does for `auto`, and a refusal is reported as
 what it is, with where the right token comes from.
+
+The token lets whoever reads it run code as its owner on every node of the cluster. Ray writes
+it with the default mode (0644 in a 0755 ~/.ray: readable by every user of a shared login node),
+so blurblib creates it itself, owner-only, before Ray would (`protect_token`).
 """
 from __future__ import annotations
 
 import os
+import secrets
+import stat
 from pathlib import Path
 
 from .errors import ConfigError
@@ -30,6 +36,48 @@ def use_token_if_present() -> None:
     from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
 
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def protect_token(create: bool = True) -> Path | None:
+    """Make this user's token file owner-only (0600; its folder 0700 when it is Ray's ~/.ray),
+    with `create` making Ray's default one first where a local `ray.init()` would (no token
+    given, authentication not disabled), so no other user of this machine ever reads it. A
+    driver joining a cluster passes create=False: a token of its own would only be refused.
+    Returns the file, or None when there is none or the token comes from the environment."""
+    if os.environ.get(TOKEN_ENV) or os.environ.get(MODE_ENV, "").lower() == "disabled":
+        return None
+    named = os.environ.get(TOKEN_PATH_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if path.is_file():
+            _owner_only(path, 0o600)
+        return path if path.is_file() else None
+    path = Path(DEFAULT_TOKEN_FILE).expanduser()
+    if not (create or path.is_file()):
+        return None
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _owner_only(path.parent, 0o700)
+    if not path.exists():
+        _create_token(path)
+    _owner_only(path, 0o600)
+    return path
+
+
+def _create_token(path: Path) -> None:
+    """A new token, as Ray's `ray get-auth-token --generate` makes it, in a file born 0600."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:  # another driver made it just now
+        return
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """Tighten `path` to `mode` when it is wider and ours (another user's file is theirs to fix)."""
+    info = path.stat()
+    if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) & ~mode:
+        path.chmod(mode)
 
 
 def refused(err: BaseException) -> bool:

@@ -10,6 +10,12 @@ them): the data is small and static, so copying it once per node beats shipping 
 every task. A worker that dies (node lost, OOM, kill -9) has its run retried `MAX_RETRIES`
 times; a run that raises is a bug, not bad luck, so it is reported with its config and
 traceback, the rest of the grid goes on, and the call raises at the end naming every failure.
+
+The driver trusts no worker: a returned record is stored only when it is the record of the run
+submitted (its id and the content id of its config are that run's), else it is a failure. A
+local instance is started with its token owner-only (`ray_auth.protect_token`) and advertises
+only the loopback address (Ray 2.60 still binds its gRPC ports on every interface; the token
+guards them: docs/cluster.md, Security and sharing).
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from .train import RunConfig
 MAX_RETRIES = 3  # attempts after a worker death; enough for a lost node, bounded for a run that always OOMs
 SMALL_GPU_MODEL = 12 * 768  # layers x hidden of BERT-base: encoders below it share a GPU
 CONNECT_TIMEOUT_S = 5.0
+LOOPBACK = "127.0.0.1"  # the address a local instance advertises: no other machine is sent to it
 RAY_VERSION = "2.60.0"  # as pinned in requirements.lock
 # Settings a worker needs to find the same data, models and offline mode as the driver.
 PASSED_ENV = ("BLURB_MODELS_DIR", "BLURB_CORPORA_DIR", "BLURB_CACHE_DIR", "BLURB_OUTPUTS_DIR", "HF_HUB_OFFLINE",
@@ -77,10 +84,11 @@ def connect(ray, address: str | None) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     quiet = {"logging_level": logging.ERROR}
+    ray_auth.protect_token(create=not address)  # before Ray writes one readable by every user
     if not address:
         # Ray's memory monitor would retry a run it kills for memory forever; bound it like any death
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _system_config={"task_oom_retries": MAX_RETRIES},
-                 **quiet)
+                 _node_ip_address=LOOPBACK, **quiet)
         return True
     _check_reachable(address)
     ray_auth.use_token_if_present()  # Ray itself authenticates only for `auto`
@@ -225,13 +233,27 @@ class RunFailure:
 
 
 def _collect(ray, store: results.ResultsStore, ref, config: RunConfig) -> RunFailure | None:
-    """Store the record a task returned, or the failure it ended with."""
+    """Store the record a task returned, or the failure it ended with (a record that is not the
+    submitted run's is one: a worker on other code, or a peer, must not write another run)."""
     try:
         record = ray.get(ref)
     except ray.exceptions.RayError as err:
         return RunFailure(config, err)
+    problem = foreign(record, config)
+    if problem:
+        return RunFailure(config, BlurbError(problem))
     store.write(record)
     return None
+
+
+def foreign(record, config: RunConfig) -> str | None:
+    """Why a worker's `record` is not the record of the submitted `config`, or None."""
+    problem = results.record_problem(record, config.run_id)
+    if problem is None:
+        return None
+    return (f"the worker returned a record that is not this run's, so it was not stored: {problem}. Submitted: "
+            f"{config.run_id}. Run the same blurblib on every node (pip install -e . from the same commit) and "
+            "only your own nodes in the cluster (docs/cluster.md, Security and sharing)")
 
 
 def _summary(failures: list[RunFailure], submitted: int, store: results.ResultsStore) -> str:

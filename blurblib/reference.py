@@ -287,7 +287,7 @@ def run(config: ReferenceConfig, progress: bool = False, device: str = "cpu") ->
         "technique": config.kind,
         "status": "ok",
         **scores,
-        "trivial_test_score": metrics.trivial_score(spec.name, raw["test"][spec.target], raw["train"][spec.target]),
+        "trivial_test_score": metrics.trivial_score(spec.name, raw["test"][spec.target]),
         "wall_time_s": time.perf_counter() - started,
         "model_pretrained": models.get(config.model).pretrained,
         "torch_version": torch.__version__,

@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import packs, paths, profiles, rehearsal
 from .errors import UnknownNameError
-from .plots import to_markdown
+from .plots import claims_view, p_text, to_markdown
 
 NOTEBOOK_DIR = paths.REPO_ROOT / "notebooks"
 
@@ -68,6 +68,7 @@ def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local",
 
     started = time.perf_counter()
     target = out_dir / notebook.name
+    _clear_outputs(profiles._out(profile), notebook.stem)
     given = (("BACKEND", backend), ("RAY_ADDRESS", address), ("REHEARSE", rehearse))
     parameters = {name: value for name, value in given if value != _NOTEBOOK_DEFAULTS[name]}
     try:
@@ -81,11 +82,23 @@ def execute(notebook: Path, profile: str, out_dir: Path, backend: str = "local",
         if target.is_file():
             nb = settle_progress_bars(json.loads(target.read_text()))
             nb["metadata"]["blurblib"] = {"profile": rehearsal.name_of(profile) if rehearse else profile}
+            nb["metadata"]["kernelspec"] = KERNELSPEC  # what Lab shows for this kernel: opening it changes nothing
             target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     return time.perf_counter() - started
 
 
 _NOTEBOOK_DEFAULTS = {"BACKEND": "local", "RAY_ADDRESS": None, "REHEARSE": False}
+# The kernelspec ipykernel installs; a notebook saved with another display name ("Python 3") is
+# marked modified the moment Lab opens it.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def _clear_outputs(out: Path, stem: str) -> None:
+    """A notebook's figures and tables from earlier executions go before it runs again, so a
+    figure it no longer draws can never reach REPORT.md beside tables that contradict it."""
+    for folder, pattern in ((out / "figures", f"{stem}*.png"), (out / "tables", f"{stem}*.csv")):
+        for stale in folder.glob(pattern):
+            stale.unlink()
 
 
 @contextlib.contextmanager
@@ -203,6 +216,41 @@ def timing_line(timings: dict[str, dict]) -> str:
     return f"* {label}: {total / 60:.1f} min ({', '.join(parts)})"
 
 
+def this_runs_figures(figures: Path, stem: str, timing: dict | None) -> list[Path]:
+    """The notebook's figures written by its last execution: a file older than that execution's
+    start is an orphan of an earlier version of the notebook and is left out."""
+    found = sorted(figures.glob(f"{stem}*.png"))
+    if not timing or not timing.get("start"):
+        return found
+    try:
+        started = dt.datetime.fromisoformat(timing["start"].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return found
+    return [f for f in found if f.stat().st_mtime >= started - 1]
+
+
+def summary_section(tables: Path) -> list[str]:
+    """One screen before the details: each of the paper's claims where a notebook tested it, per
+    task, with the effect, its interval and the verdict (every row from the claims tables)."""
+    from .findings import CLAIMS, PRETRAINING_CLAIMS
+
+    paper = set(CLAIMS.values()) | set(PRETRAINING_CLAIMS.values())
+    rows = []
+    for path in sorted(tables.glob("[0-9][0-9]_*_claims.csv")):
+        claims = pd.read_csv(path)
+        for _, row in claims[claims["claim"].isin(paper)].iterrows():
+            where = " / ".join(str(row[c]) for c in ("task", "model", "technique", "kind") if c in row and pd.notna(row[c]))
+            rows.append({"notebook": path.name[:2], "claim": row["claim"], "tested on": where,
+                         "effect [95% CI]": f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]",
+                         "n": row["n"], "p (Holm)": p_text(row.get("p_holm", row["p_value"])), "verdict": row["verdict"]})
+    if not rows:
+        return []
+    return ["## Summary: the paper's claims as these runs test them", "",
+            "Per task, in the task's metric; the verdict rule and the tests are `blurblib.stats` "
+            "(Holm-adjusted over each notebook's claims; a test at its floor is never decided).", "",
+            to_markdown(pd.DataFrame(rows)), ""]
+
+
 def learned_section(path: Path) -> list[str]:
     """The notebook's fine-tuned means against their frozen-encoder references, with every
     group that fine-tuning left below its reference named in bold: seeds and techniques of
@@ -233,25 +281,27 @@ def write_report(profile: str, out: Path, rehearsal_notes: list[str] | None = No
         "Offline profiles fine-tune small **general-domain** sentence encoders (all-MiniLM-L6-v2, "
         "all-mpnet-base-v2) on a CPU with subsampled training sets, not the paper's biomedical "
         "models on GPUs: the verdicts below are what these runs show, nothing more.", ""]
+    timings = notebook_timings(out / "notebooks")
     lines = [
         *title,
         "",
         f"* profile: `{profile}`",
         f"* machine: {machine()}",
         f"* date: {dt.date.today().isoformat()}",
-        timing_line(notebook_timings(out / "notebooks")),
+        timing_line(timings),
         "",
         *about,
+        *summary_section(tables),
     ]
     for notebook in notebook_paths():
         stem = notebook.stem
         lines += [f"## {_title(notebook)}", "", f"Notebook: [`{stem}`](notebooks/{notebook.name})", ""]
-        for figure in sorted(figures.glob(f"{stem}*.png")):
+        for figure in this_runs_figures(figures, stem, timings.get(stem)):
             lines += [f"![{figure.stem}](figures/{figure.name})", ""]
         lines += learned_section(tables / f"{stem}_learned.csv")
         claims = tables / f"{stem}_claims.csv"
         if claims.is_file():
-            lines += [to_markdown(pd.read_csv(claims)), ""]
+            lines += [to_markdown(claims_view(pd.read_csv(claims))), ""]
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))
     return report

@@ -8,10 +8,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import math
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from . import models, paths, precision, results, tasks
+from . import machine, models, paths, precision, results, tasks, train
 from .config import RunConfig, backfill, technique_knobs
 from .errors import BlurbError, ConfigError
 from .techniques import neutral_knobs
@@ -187,12 +190,17 @@ def _check_type(name: str, value, where: str) -> None:
 _EXAMPLES = {"int": "3", "float": "1.0e-4", "str": "name", "int | None": "128 (or null for none)"}
 
 
+MAX_SEEDS = 1000  # seeds in one grid: far above any study's, far below a range that exhausts memory
+MAX_SEED = 2**32 - 1  # the largest seed numpy accepts (torch and random take it too)
+
+
 def parse_seeds(seeds) -> list[int]:
-    """`"1-5"` -> [1..5], `"1,3,7"` -> [1, 3, 7]; lists pass through."""
+    """`"1-5"` -> [1..5], `"1,3,7"` -> [1, 3, 7]; lists pass through. Each seed lies in
+    0..MAX_SEED and a grid holds at most MAX_SEEDS, checked before a range is expanded."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        return [seeds]
+        return _checked_seeds([seeds], str(seeds))
     if isinstance(seeds, (list, tuple)) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        return list(seeds)
+        return _checked_seeds(list(seeds), str(list(seeds)))
     if not isinstance(seeds, str):
         raise ConfigError(f"cannot read seeds {seeds!r}; use a range like 1-5, a list like 1,3,7 or a list of integers")
     out: list[int] = []
@@ -204,8 +212,21 @@ def parse_seeds(seeds) -> list[int]:
             raise ConfigError(f"cannot read seeds {seeds!r}; use a range like 1-5 or a list like 1,3,7") from None
         if hi < lo:
             raise ConfigError(f"seed range {part.strip()!r} is empty; write it low-high, like {hi}-{lo}")
+        _checked_seeds([lo, hi], seeds, count=len(out) + hi - lo + 1)
         out.extend(range(lo, hi + 1))
     return out
+
+
+def _checked_seeds(seeds: list[int], asked: str, count: int | None = None) -> list[int]:
+    """The seeds unchanged, or the error naming what was asked and what is accepted."""
+    count = len(seeds) if count is None else count
+    if count > MAX_SEEDS:
+        raise ConfigError(f"seeds {asked} make {count} seeds; a grid takes at most {MAX_SEEDS} "
+                          "(e.g. 1-5 for the paper's five): ask for fewer")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"seeds {asked}: {bad[0]} is not a seed; seeds are integers from 0 to {MAX_SEED}")
+    return seeds
 
 
 def technique_setting(entry) -> dict:
@@ -326,27 +347,90 @@ def default_workers(device: str = "cpu") -> int:
     overrides. Small encoders gain little from a second torch thread, so one run per core
     finishes more runs per hour: 298 against 260 for one two-thread process on an idle 2-core
     AMD EPYC (`blurb bench workers`, outputs/benchmarks/workers.csv)."""
-    if os.environ.get("BLURB_WORKERS"):
-        return max(1, int(os.environ["BLURB_WORKERS"]))
+    if os.environ.get("BLURB_WORKERS", "").strip():
+        return max(1, env_int("BLURB_WORKERS", "worker processes", minimum=0))
     return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)
+
+
+def env_int(name: str, what: str, minimum: int = 1) -> int:
+    """An integer setting from the environment, or the error naming the variable, its value and
+    what it accepts (a typo there must not end a sweep in a traceback)."""
+    raw = os.environ[name].strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ConfigError(f"{name}={os.environ[name]!r} is not a number of {what}: set it to a whole number "
+                          f">= {minimum} (e.g. {name}={max(minimum, 2)}), or unset it for the default")
+    return value
 
 
 def _train_in_workers(store: results.ResultsStore, todo: list[RunConfig], device: str, workers: int,
                       progress: bool, score_test: bool) -> list[RunConfig]:
     """Train `todo` in a pool of fresh processes (spawned: safe from notebooks and threads);
-    return the runs another process held. A run that raises stops the sweep, as in-process."""
+    return the runs another process held. A run that raises stops the sweep, as in-process.
+
+    A worker that dies without an error (the kernel's out-of-memory killer, a kill -9) breaks the
+    pool: the runs that were queued go to a new pool, and the runs that were in training are
+    retried one at a time, each in a pool of its own, so a death there is that run's. A run whose
+    worker dies alone is reported with its config, the others go on, and the call raises at the end.
+    """
     threads = max(1, (os.cpu_count() or 1) // workers)
+    busy, killed, queue, alone = [], [], list(todo), []
+    with tqdm(total=len(todo), desc="runs", disable=not progress) as bar:
+        while queue or alone:
+            if queue:
+                held, lost = _pool_pass(store, queue, device, workers, threads, score_test, bar)
+                busy += held
+                in_training = [c for c in lost if store.drop_dead_claim(c.run_id) is not None]
+                if lost and not in_training and len(lost) == len(queue):
+                    raise BlurbError(f"the worker processes died before training any of {len(lost)} runs (at start-up: "
+                                     "an import or out of memory); run the sweep with BLURB_WORKERS=1 to see the error")
+                queue = [c for c in lost if c not in in_training]
+                alone += in_training
+                continue
+            config = alone.pop(0)
+            held, lost = _pool_pass(store, [config], device, 1, max(threads, 1), score_test, bar)
+            busy += held
+            if lost:
+                store.drop_dead_claim(config.run_id)
+                killed.append(config)
+                tqdm.write(_killed_report(config), file=sys.stderr)
+                bar.update()
+    if killed:
+        raise BlurbError(f"{len(killed)} of {len(todo)} runs were killed while training, most likely for memory "
+                         f"(every other run is stored in {store.runs}): "
+                         + ", ".join(c.run_id for c in killed)
+                         + ". Give each run more memory (fewer workers: BLURB_WORKERS=1 or workers=1; a smaller "
+                         "batch_size or max_length) and run the same sweep again: only these are trained")
+    return busy
+
+
+def _pool_pass(store: results.ResultsStore, todo: list[RunConfig], device: str, workers: int, threads: int,
+               score_test: bool, bar) -> tuple[list[RunConfig], list[RunConfig]]:
+    """One pool over `todo`: (runs another process held, runs lost when a worker died)."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(threads,))
-    busy = []
+    busy, lost = [], []
     try:
         futures = {pool.submit(_train_claimed_at, str(store.root), c, device, score_test): c for c in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="runs", disable=not progress):
-            if not future.result():
-                busy.append(futures[future])
+        for future in as_completed(futures):
+            try:
+                if not future.result():
+                    busy.append(futures[future])
+            except BrokenProcessPool:
+                lost.append(futures[future])
+                continue
+            bar.update()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return busy
+    return busy, [c for c in todo if c in lost and not store.has(c.run_id)]
+
+
+def _killed_report(config: RunConfig) -> str:
+    return (f"run {config.run_id}: its worker process was killed while training it (no Python error: most likely the "
+            f"out-of-memory killer; `dmesg` or the job's log says)\n  config: {config}\nthe sweep goes on with the other runs")
 
 
 def _worker_init(threads: int) -> None:
@@ -373,18 +457,45 @@ def _train_claimed(store: results.ResultsStore, config: RunConfig, device: str, 
     return True
 
 
+CLAIM_WAIT_S = 24 * 3600  # longest wait for another process's runs; BLURB_CLAIM_WAIT_S overrides
+
+
+def claim_wait_s() -> int:
+    """How long a sweep waits for runs another process holds: a hung process, or one on another
+    host (which this host cannot see die), must not keep a sweep waiting forever."""
+    if os.environ.get("BLURB_CLAIM_WAIT_S", "").strip():
+        return env_int("BLURB_CLAIM_WAIT_S", "seconds to wait for another process's runs", minimum=0)
+    return CLAIM_WAIT_S
+
+
 def _wait_for_others(store: results.ResultsStore, busy: list[RunConfig], device: str, score_test: bool = True) -> None:
-    """Poll until every run another process claimed has a record; train those it gave up."""
-    holders = sorted({f"pid {h['pid']} on {h.get('host')}" for c in busy if (h := store.holder(c.run_id))})
-    print(f"{len(busy)} run(s) of this sweep are being trained by another process ({', '.join(holders) or 'just finished'}); "
-          f"waiting for their records in {store.runs}, checking every {POLL_S:g} s. A lock whose process is gone "
-          f"from another machine must be deleted by hand: {store.locks}/<run_id>.lock", flush=True)
+    """Poll until every run another process claimed has a record; train those it gave up. After
+    `claim_wait_s()` seconds, raise naming each holder (host, pid, since when) and its lock file."""
+    limit = claim_wait_s()
+    holders = sorted({_holder(store, c) for c in busy if store.holder(c.run_id)})
+    print(f"{len(busy)} run(s) of this sweep are being trained by another process ({'; '.join(holders) or 'just finished'}); "
+          f"waiting up to {limit} s for their records in {store.runs}, checking every {POLL_S:g} s. A lock whose "
+          f"process is gone from another machine must be deleted by hand: {store.locks}/<run_id>.lock", flush=True)
     started = time.monotonic()
     while busy:
         busy = [c for c in busy if not store.has(c.run_id) and not _train_claimed(store, c, device, score_test)]
+        if busy and time.monotonic() - started >= limit:
+            raise BlurbError(_wait_expired(store, busy, limit))
         if busy:
             time.sleep(POLL_S)
     print(f"the other process's runs are in (waited {time.monotonic() - started:.0f} s)", flush=True)
+
+
+def _holder(store: results.ResultsStore, config: RunConfig) -> str:
+    return results.describe_holder(store.holder(config.run_id), store.lock_path(config.run_id))
+
+
+def _wait_expired(store: results.ResultsStore, busy: list[RunConfig], limit: int) -> str:
+    lines = "\n".join(f"  {c.run_id}: held by {_holder(store, c)} ({store.lock_path(c.run_id)})" for c in busy)
+    return (f"waited {limit} s for {len(busy)} run(s) another process claimed, and they have no record yet:\n{lines}\n"
+            "If that process still trains them, wait for it and run the sweep again (finished runs are kept), or set "
+            "BLURB_CLAIM_WAIT_S to wait longer. If it is hung or gone (another host's processes cannot be checked from "
+            "here), stop it and delete its lock file, then run the sweep again")
 
 
 def records_for(configs: list[RunConfig], out_dir, any_precision: bool = False) -> pd.DataFrame:
@@ -397,8 +508,20 @@ def records_for(configs: list[RunConfig], out_dir, any_precision: bool = False) 
         if record is not None:
             row = {k: v for k, v in record.items() if k != "config"}
             row.update(backfill(record["config"]))  # a record older than a knob reads as the knob off
-            rows.append(row)
+            rows.append(_judged_today(row))
     return pd.DataFrame(rows)
+
+
+def _judged_today(row: dict) -> dict:
+    """A stored record with today's failure bar (the best constant prediction on its splits) and
+    its machine's kind (`unrecorded` for records older than the machine field)."""
+    limit = row.get("eval_limit")
+    limit = None if limit is None or (isinstance(limit, float) and math.isnan(limit)) else int(limit)
+    for split in ("dev", "test"):
+        if row.get(f"trivial_{split}_score") is not None:
+            row[f"trivial_{split}_score"] = train.best_constant_score(row["task"], split, limit)
+    row["machine_kind"] = machine.kind(row.get("machine"))
+    return row
 
 
 # ---- planning: how much compute a sweep needs, before running it -------------------------
@@ -428,6 +551,11 @@ def _split_stats(task: str) -> dict:
         count, words = stats["dev"]
         stats["train"] = (round(count * spec.published["train"] / spec.published["dev"]), words)
     return stats
+
+
+def estimated_seconds(config: RunConfig, device: str = "cpu") -> float:
+    """What the plan expects `config` to take on `device` (the cost model below)."""
+    return _run_seconds(config, device)
 
 
 def _run_seconds(config: RunConfig, device: str) -> float:

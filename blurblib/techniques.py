@@ -306,10 +306,15 @@ TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
               (0.1, 0.3, 0.5, 0.7, 0.9), "Lee et al. 2020"),
     Technique("lpft", "linear probe first: k epochs training only the head on the frozen encoder, then fine-tune all",
               "lpft_epochs", 0, 3, (1, 3, 5), "Kumar et al. 2022: fine-tuning distorts pretrained features; LP-FT does not"),
-    Technique("slimfit", "SlimFit: each step freeze the share `rate` of the embedding/block layers whose weights "
-              "changed least (inter-layer scheduling); with slimfit_quant_bits=8 what frozen blocks keep is int8",
+    Technique("slimfit", "SlimFit: each step freeze the share `rate` of the scheduled units (slimfit_unit: weight "
+              "tensors as its authors, or embedding/block layers) whose weights changed least (inter-layer "
+              "scheduling); its activation compression by the slimfit_*_bits / slimfit_ln_keep switches; with "
+              "slimfit_quant_bits=8 what frozen blocks keep is int8 rows",
               "slimfit_rate", 0.0, 0.9, (0.5, 0.75, 0.9), "Ardakani et al. 2024: up to 95% of layers frozen, "
-              "fine-tuning memory cut 2.2x on average", qualifiers=(("slimfit_quant_bits", "int", 0),)),
+              "fine-tuning memory cut 2.2x on average",
+              qualifiers=(("slimfit_quant_bits", "int", 0), ("slimfit_unit", "", "block"), ("slimfit_gelu_bits", "gelu", 0),
+                          ("slimfit_attention_bits", "att", 0), ("slimfit_ffn_bits", "ffn", 0),
+                          ("slimfit_ln_keep", "ln", 0.0))),
 ]}
 
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from . import encoding, heads, metrics, models, optim, precision, slimfit, tasks, techniques
+from . import encoding, heads, machine, metrics, models, optim, precision, slimfit, tasks, techniques
 from .config import RunConfig
 
 # Subsamples are drawn with a fixed seed so that every fine-tuning seed sees the same
@@ -50,6 +50,17 @@ def load_splits(task: str, train_limit: int | None, eval_limit: int | None):
     for split in ("dev", "test"):
         raw[split] = _subsample(raw[split], eval_limit)
     return raw
+
+
+@functools.lru_cache(maxsize=None)
+def best_constant_score(task: str, split: str, eval_limit: int | None) -> float:
+    """The best constant prediction's score on a run's dev or test split (`metrics.trivial_score`).
+
+    Records keep the bar they were trained with; this recomputes it by today's rule, so a record
+    written before the rule took the best constant (GAD: "1" everywhere, not the train majority)
+    is judged like a new one."""
+    raw = tasks.load(tasks.get(task).name, splits=[split])[split]
+    return metrics.trivial_score(task, _subsample(raw, eval_limit)[tasks.get(task).target])
 
 
 def prepare_data(config: RunConfig, tokenizer):
@@ -148,6 +159,21 @@ def linear_probe_phase(model, loader, config: RunConfig, device: str) -> list[fl
     return losses
 
 
+# Test sets small enough that their sampling matters as much as the seed's (BIOSSES has 20 pairs):
+# records keep their per-example predictions, so an interval can resample test examples too.
+SMALL_TEST_SET = 1000
+
+
+def _keeps_predictions(spec, n_test: int) -> bool:
+    return spec.head_kind != "token_classification" and n_test <= SMALL_TEST_SET
+
+
+def _plain(predictions) -> list:
+    """Predictions as JSON values (numpy floats and label lists made plain)."""
+    return [float(p) if isinstance(p, (float, np.floating)) else (list(p) if isinstance(p, (list, tuple)) else p)
+            for p in predictions]
+
+
 def _peak_memory_mb(device: str) -> float:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
@@ -179,7 +205,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
                                        device=device, dtype=config.precision)
 
     groups = techniques.param_groups(model, config, config.lr, config.weight_decay)
-    optimizer = optim.optimizer(groups, config.lr)
+    optimizer = optim.optimizer(groups, config.lr, bias_correction=config.adam_bias_correction)
     train_loader = _loader(encoded["train"], collate, config.batch_size, generator)
     scheduler = optim.linear_schedule(optimizer, config.warmup_ratio, len(train_loader) * config.epochs)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -196,6 +222,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
         "n_trainable_params": sum(p.numel() for p in trainable),
         "model_pretrained": models.get(config.model).pretrained,
         "device": device,
+        "machine": machine.describe(device),
         "torch_version": torch.__version__,
     }
     dev_curve, dev_degenerate, train_losses, best_dev, best_epoch, best_weights = [], [], [], -math.inf, None, None
@@ -230,10 +257,17 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
                 best_weights = copy.deepcopy(model.state_dict()) if score_test and epoch < config.epochs else None
         test_score, split = None, "dev"
         if score_test:
-            if best_weights is not None:
+            # the end of training first (what Mosbach et al. judge failure on), then the best dev epoch
+            final_test, final_predictions = evaluate_split(encoded["test"], raw["test"])
+            test_score, predictions = final_test, final_predictions
+            if best_weights is not None:  # the best dev epoch was not the last
                 model.load_state_dict(best_weights)
-            test_score, predictions = evaluate_split(encoded["test"], raw["test"])
+                test_score, predictions = evaluate_split(encoded["test"], raw["test"])
             split = "test"
+            record.update(final_test_score=final_test,
+                          final_test_degenerate=_is_constant(final_predictions, token_level=token_level))
+            if _keeps_predictions(spec, len(predictions)):
+                record["test_predictions"] = _plain(predictions)
         if _is_constant(predictions, token_level=token_level):
             # the score of a collapsed model is real (it is what fine-tuning produced): keep it
             record.update(status="failed", failure_reason=f"degenerate model: the same prediction for every {split} example")
@@ -249,10 +283,11 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
         best_epoch=best_epoch,
         dev_curve=dev_curve,
         dev_degenerate=dev_degenerate,
+        final_dev_score=dev_curve[-1] if dev_curve else None,
         train_loss_first=train_losses[0] if train_losses else None,
         train_loss_last=float(np.mean(train_losses[-10:])) if train_losses else None,
-        trivial_test_score=metrics.trivial_score(spec.name, raw["test"][spec.target], raw["train"][spec.target]) if score_test else None,
-        trivial_dev_score=metrics.trivial_score(spec.name, raw["dev"][spec.target], raw["train"][spec.target]),
+        trivial_test_score=metrics.trivial_score(spec.name, raw["test"][spec.target]) if score_test else None,
+        trivial_dev_score=metrics.trivial_score(spec.name, raw["dev"][spec.target]),
         wall_time_s=time.perf_counter() - started,
         train_examples_per_s=(len(encoded["train"]) * len(dev_curve) / train_seconds) if train_seconds else None,
         peak_memory_mb=_peak_memory_mb(device),

@@ -284,7 +284,7 @@ def test_throughput_default_tasks_and_arms():
         bench.throughput(("GAD",), arms=("baseline", "nope"), log=None)
 
 
-def _fake_memory(peaks_by_k, blocks=12, reps=5):
+def _fake_memory(peaks_by_k, blocks=12, reps=10):
     rows = []
     for rep in range(reps):
         for k, peak in peaks_by_k.items():
@@ -300,7 +300,7 @@ def test_memory_claims_compare_k0_with_half_and_three_quarters():
     assert "k=9" in slimfit["claim"] and slimfit["verdict"] == "does not hold"  # 2.1x < SlimFit's 2.2x
     assert slimfit["observed"].startswith("2.11x")
     deep = bench.claims(memory=_fake_memory({0: 4000.0, 6: 2000.0, 9: 1500.0})).iloc[1]
-    assert deep["verdict"] == "holds" and deep["n"] == 5
+    assert deep["verdict"] == "holds" and deep["n"] == 10
     low = bench.claims(memory=_fake_memory({0: 4000.0, 6: 3600.0, 9: 3500.0}))
     assert low.iloc[0]["verdict"] == "does not hold" and low.iloc[1]["verdict"] == "does not hold"
 

@@ -48,13 +48,12 @@ def test_domain_beats_general_is_paired_over_task_and_seed():
     means = {"BIOSSES": {"released": 70, "domain": 75, "general": 71, "random": 20},
              "NCBI-disease": {"released": 80, "domain": 83, "general": 80, "random": 40}}
     claims = findings.pretraining_claims(runs_table(means))
-    row = claims.set_index("test").loc["domain vs general"]
-    # the same per-seed noise in every arm: each pair differs by exactly 4 (BIOSSES) or 3 (NCBI)
-    assert row["estimate"] == pytest.approx(3.5) and row["n"] == 20
-    assert 3.0 < row["ci_low"] < 3.5 < row["ci_high"] < 4.0
-    assert row["verdict"] == "holds"
+    helps = claims[claims["kind"] == "helps (domain vs general)"].set_index("task")
+    # the same per-seed noise in every arm: each pair differs by exactly 4 (BIOSSES) or 3 (NCBI), per task
+    assert helps.loc["BIOSSES", "estimate"] == pytest.approx(4.0) and helps.loc["NCBI-disease", "estimate"] == pytest.approx(3.0)
+    assert (helps["n"] == 10).all() and (helps["verdict"] == "holds").all()
     worse = findings.pretraining_claims(runs_table(means), domain="random", general="released")
-    assert worse.set_index("test").loc["domain vs general", "verdict"] == "does not hold"
+    assert set(worse.loc[worse["kind"] == "helps (domain vs general)", "verdict"]) == {"does not hold"}
 
 
 def test_spread_between_arms_larger_on_low_resource_tasks():
@@ -93,12 +92,12 @@ def test_domain_pretraining_lowers_seed_variance_per_task():
     means = {"BIOSSES": {"domain": 70, "general": 70}, "NCBI-disease": {"domain": 80, "general": 80}}
     sds = {"BIOSSES": {"domain": 1.0, "general": 8.0}, "NCBI-disease": {"domain": 2.0, "general": 2.0}}
     claims = findings.pretraining_claims(runs_table(means, sds, seeds=range(1, 21)))
-    per_task = claims[claims["test"] == "seed sd, per task"].set_index("task")
+    per_task = claims[claims["kind"] == "seed sd"].set_index("task")
     assert per_task.loc["BIOSSES", "estimate"] == pytest.approx(np.log(8.0), rel=1e-6)
     assert per_task.loc["BIOSSES", "verdict"] == "holds"
     assert per_task.loc["NCBI-disease", "estimate"] == pytest.approx(0.0, abs=1e-6)
     assert per_task.loc["NCBI-disease", "verdict"] == "inconclusive"
-    assert set(claims["test"]) == {"domain vs general", "spread low vs high", "seed sd, per task"}
+    assert set(claims["kind"]) == {"helps (domain vs general)", "spread low vs high (across tasks, by design)", "seed sd"}
 
 
 def test_two_seeds_are_never_enough_for_a_verdict():

@@ -3,6 +3,7 @@ deaths retried, resumable across backends, failing runs reported while the rest 
 a real two-node cluster started with `ray start` (marked `ray_cluster`): the documented recipe,
 token authentication included, and a node lost mid-sweep."""
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -197,6 +198,85 @@ def test_cli_takes_the_backend_and_refuses_an_address_without_ray(tmp_path, caps
     assert (args.backend, args.address) == ("ray", "10.0.0.5:6379")
     assert cli.main(["finetune", "--task", "BIOSSES", "--seeds", "1", "--out", str(tmp_path), "--address", "h:1"]) == 2
     assert "add backend 'ray' (--backend ray)" in capsys.readouterr().err
+
+
+class _FakeRay:
+    """Just enough of `ray` for the driver's side: `get` hands back what a worker returned."""
+
+    class exceptions:
+        RayError = RuntimeError
+        AuthenticationError = PermissionError
+
+    def __init__(self, returned=None):
+        self.returned, self.inits = returned, []
+
+    def get(self, ref):
+        return self.returned
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+
+
+@pytest.mark.parametrize("forge", ["other_run", "edited_config", "path_id"])
+def test_a_forged_worker_record_is_refused_and_nothing_is_stored(tmp_path, forge):
+    asked, other = GRID[0], GRID[1]
+    record = {"run_id": asked.run_id, "config": dataclasses.asdict(asked), "status": "ok", "test_score": 99.0}
+    if forge == "other_run":  # a worker on other code answers with another run
+        record = {**record, "run_id": other.run_id, "config": dataclasses.asdict(other)}
+    elif forge == "edited_config":  # the submitted id over another config
+        record["config"] = {**record["config"], "task": "ChemProt"}
+    else:
+        record["run_id"] = "../../elsewhere"
+    store = results.ResultsStore(tmp_path)
+    failure = ray_backend._collect(_FakeRay(record), store, "ref", asked)
+    assert failure is not None and "not this run's, so it was not stored" in failure.reason()
+    assert asked.run_id in str(failure.error) and "same blurblib on every node" in str(failure.error)
+    assert store.records() == [] and not (tmp_path.parent / "elsewhere.json").exists()
+    honest = {"run_id": asked.run_id, "config": dataclasses.asdict(asked), "status": "ok"}
+    assert ray_backend._collect(_FakeRay(honest), store, "ref", asked) is None and store.has(asked.run_id)
+
+
+def _no_token_settings(monkeypatch, home):
+    for name in (ray_auth.TOKEN_ENV, ray_auth.TOKEN_PATH_ENV, ray_auth.MODE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+
+
+def _mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def test_the_token_blurblib_starts_ray_with_is_owner_only(monkeypatch, tmp_path):
+    _no_token_settings(monkeypatch, tmp_path)
+    fake = _FakeRay()
+    seen = []
+    fake.init = lambda **kw: seen.append((kw, _mode(tmp_path / ".ray" / "auth_token"), _mode(tmp_path / ".ray")))
+    assert ray_backend.connect(fake, None) is True
+    [(kwargs, file_mode, folder_mode)] = seen
+    assert (file_mode, folder_mode) == (0o600, 0o700)  # in place before Ray starts
+    assert kwargs["_node_ip_address"] == "127.0.0.1" and kwargs["include_dashboard"] is False
+    assert len((tmp_path / ".ray" / "auth_token").read_text()) == 64
+
+
+def test_a_token_left_readable_is_tightened_and_a_joining_driver_makes_none(monkeypatch, tmp_path):
+    _no_token_settings(monkeypatch, tmp_path)
+    assert ray_auth.protect_token(create=False) is None and not (tmp_path / ".ray").exists()
+    (tmp_path / ".ray").mkdir(mode=0o755)
+    token = tmp_path / ".ray" / "auth_token"
+    token.write_text("t")
+    token.chmod(0o644)  # as Ray 2.60 leaves it
+    assert ray_auth.protect_token(create=False) == token
+    assert (_mode(token), _mode(tmp_path / ".ray"), token.read_text()) == (0o600, 0o700, "t")
+    named = tmp_path / "elsewhere" / "token"
+    named.parent.mkdir(mode=0o755)
+    named.write_text("t")
+    named.chmod(0o640)
+    monkeypatch.setenv(ray_auth.TOKEN_PATH_ENV, str(named))
+    assert ray_auth.protect_token() == named and _mode(named) == 0o600
+    assert _mode(named.parent) == 0o755  # a folder the user named is theirs
 
 
 def test_a_refusal_names_where_the_drivers_token_came_from(monkeypatch, tmp_path):

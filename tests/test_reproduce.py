@@ -21,3 +21,47 @@ def test_timings_come_from_the_executed_notebooks_and_name_a_lone_rerun(tmp_path
                     "02: 11.6)")
     del timings["01_pretraining"]
     assert reproduce.timing_line(timings) == "* wall time: 11.9 min (00: 0.3, 02: 11.6)"
+
+
+def test_an_orphan_figure_is_left_out_of_the_report(tmp_path):
+    import os
+    import time
+
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    start = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(start))
+    fresh, orphan = figures / "03_stabilization_seeds.png", figures / "03_stabilization_knob_freeze_layers.png"
+    fresh.write_bytes(b"png")
+    orphan.write_bytes(b"png")
+    os.utime(orphan, (start - 86400, start - 86400))  # written by an execution a day earlier
+    kept = reproduce.this_runs_figures(figures, "03_stabilization", {"seconds": 1.0, "start": stamp})
+    assert kept == [fresh]
+    assert reproduce.this_runs_figures(figures, "03_stabilization", None) == [orphan, fresh]  # no timing: all
+
+
+def test_executing_a_notebook_clears_its_earlier_outputs(tmp_path):
+    for folder, name in (("figures", "03_stabilization_old.png"), ("tables", "03_stabilization_old.csv"),
+                         ("figures", "04_low_resource_reinit_curve.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_text("x")
+    reproduce._clear_outputs(tmp_path, "03_stabilization")
+    assert not (tmp_path / "figures" / "03_stabilization_old.png").exists()
+    assert not (tmp_path / "tables" / "03_stabilization_old.csv").exists()
+    assert (tmp_path / "figures" / "04_low_resource_reinit_curve.png").exists()  # another notebook's
+
+
+def test_report_summary_and_p_values_in_significant_digits(tmp_path):
+    import pandas as pd
+
+    from blurblib import findings, plots
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    pd.DataFrame([{"task": "BIOSSES", "kind": "helps (mean)", "claim": findings.CLAIMS["reinit"], "estimate": 2.5,
+                   "ci_low": 1.0, "ci_high": 4.0, "n": 12, "p_value": 0.000244, "p_holm": 0.000488,
+                   "verdict": "holds"}]).to_csv(tables / "04_low_resource_reinit_claims.csv", index=False)
+    summary = "\n".join(reproduce.summary_section(tables))
+    assert "2.50 [1.00, 4.00]" in summary and "4.9e-04" in summary and "holds" in summary
+    assert plots.p_text(0.000244) == "2.4e-04" and plots.p_text(0.031) == "0.031" and plots.p_text(float("nan")) == "–"
+    assert plots.claims_view(pd.read_csv(tables / "04_low_resource_reinit_claims.csv"))["p_value"].iloc[0] == "2.4e-04"

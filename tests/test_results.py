@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import socket
@@ -7,11 +8,24 @@ import sys
 import pytest
 
 from blurblib import results
+from blurblib.config import RunConfig
 from blurblib.errors import DataError, StoreWarning
 
+_SEEDS = {"a": 1, "b": 2, "good": 3, "ghost": 4}  # short names in tests, real runs in the store
 
-def _record(run_id, score):
-    return {"run_id": run_id, "status": "ok", "test_score": score, "config": {"task": "BIOSSES", "seed": 1}}
+
+def _config(name) -> RunConfig:
+    return RunConfig(task="BIOSSES", seed=_SEEDS[name])
+
+
+def _id(name) -> str:
+    return _config(name).run_id
+
+
+def _record(name, score):
+    """A record tied to its run, as train.run returns it: its id is its config's content id."""
+    config = _config(name)
+    return {"run_id": config.run_id, "status": "ok", "test_score": score, "config": dataclasses.asdict(config)}
 
 
 def _dead_pid() -> int:
@@ -32,10 +46,10 @@ def test_write_is_atomic_and_load_flattens_config(tmp_path):
     store = results.ResultsStore(tmp_path)
     store.write(_record("a", 1.5))
     store.write(_record("b", 2.5))
-    assert store.has("a") and not store.has("c")
+    assert store.has(_id("a")) and not store.has("c")
     assert not list((tmp_path / "runs").glob(".tmp-*"))
     df = results.load(tmp_path)
-    assert sorted(df["run_id"]) == ["a", "b"]
+    assert sorted(df["run_id"]) == sorted([_id("a"), _id("b")])
     assert set(df["task"]) == {"BIOSSES"} and df["test_score"].sum() == pytest.approx(4.0)
 
 
@@ -43,17 +57,17 @@ def test_overwrite_replaces_whole_record(tmp_path):
     store = results.ResultsStore(tmp_path)
     store.write(_record("a", 1.0))
     store.write(_record("a", 9.0))
-    assert json.loads(store.path("a").read_text())["test_score"] == 9.0
+    assert json.loads(store.path(_id("a")).read_text())["test_score"] == 9.0
 
 
 def test_corrupt_record_is_quarantined_with_a_warning_and_counts_as_not_done(tmp_path):
     store = results.ResultsStore(tmp_path)
     store.write(_record("good", 1.0))
-    truncated = store.path("good").read_text()[:40]  # what a full disk or a killed copy leaves
+    truncated = store.path(_id("good")).read_text()[:40]  # what a full disk or a killed copy leaves
     store.path("bad").write_text(truncated)
     with pytest.warns(StoreWarning, match=r"bad\.json.*moved to .*quarantine.*bad\.json\.\d+") as caught:
         df = results.load(tmp_path)
-    assert list(df["run_id"]) == ["good"] and len(caught) == 1
+    assert list(df["run_id"]) == [_id("good")] and len(caught) == 1
     assert not store.path("bad").exists() and not store.has("bad")
     [aside] = store.quarantine.iterdir()
     assert aside.read_text() == truncated  # kept for inspection, byte for byte
@@ -80,10 +94,10 @@ def test_anything_but_a_record_is_quarantined(tmp_path, content):
 def test_leftover_temporaries_are_never_records(tmp_path):
     store = results.ResultsStore(tmp_path)
     store.write(_record("a", 1.0))
-    (store.runs / ".tmp-a-x1y2.part").write_text('{"run_id": "a", "conf')  # killed mid-write
+    (store.runs / f".tmp-{_id('a')}-x1y2.part").write_text('{"run_id": "a", "conf')  # killed mid-write
     (store.runs / ".tmp-old.json").write_text(json.dumps(_record("ghost", 3.0)))  # an older writer's name
-    assert [r["run_id"] for r in store.records()] == ["a"]
-    assert list(results.load(tmp_path)["run_id"]) == ["a"]
+    assert [r["run_id"] for r in store.records()] == [_id("a")]
+    assert list(results.load(tmp_path)["run_id"]) == [_id("a")]
 
 
 def test_empty_store_is_an_empty_frame(tmp_path):

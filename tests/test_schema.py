@@ -58,7 +58,7 @@ def test_a_technique_added_to_the_registry_alone_runs_end_to_end(monkeypatch, tm
     assert set(runs.loc[runs["technique"] == "nodecay0", "weight_decay"]) == {0.0}
 
     claims = findings.technique_claims(runs)
-    assert list(claims["technique"]) == ["nodecay0"] and claims["n"].item() == 2
+    assert set(claims["technique"]) == {"nodecay0"} and list(claims["n"]) == [2, 2, 2]  # helps, failure rate, seed sd
     args = cli.build_parser().parse_args(["finetune", "--task", "BIOSSES", "--technique", "nodecay", "--seeds", "1"])
     assert cli.finetune_configs(args)[0].weight_decay == 0.0
 

@@ -71,7 +71,9 @@ def test_constant_predictions_mark_the_run_failed(monkeypatch):
     _patch_forward(monkeypatch, constant)
     r = run(RunConfig(task="GAD", **TINY), progress=False)
     assert r["status"] == "failed" and "same prediction" in r["failure_reason"]
-    assert r["test_score"] == r["trivial_test_score"] == 0.0  # always "0": no positive found
+    # always "0" finds no positive (F1 0); the bar is the best constant, "1" everywhere
+    assert r["test_score"] == 0.0 < r["trivial_test_score"]
+    assert r["final_test_score"] == 0.0 and r["final_test_degenerate"] is True
 
 
 @pytest.mark.parametrize("predictions, token_level, constant", [
@@ -143,3 +145,13 @@ def test_killed_sweep_keeps_finished_runs_and_resumes(tmp_path, monkeypatch):
     assert len(trained) == 4 - len(finished)
     assert sorted(df["seed"]) == [1, 2, 3, 4]
     assert sweep.run_sweep(configs, tmp_path, progress=False).shape[0] == 4 and len(trained) == 4 - len(finished)
+
+
+def test_a_record_keeps_the_end_of_training_its_machine_and_small_test_predictions():
+    r = run(RunConfig(task="BIOSSES", **{**TINY, "epochs": 2}), progress=False)
+    assert r["final_dev_score"] == r["dev_curve"][-1]
+    if r["best_epoch"] == 2:
+        assert r["final_test_score"] == r["test_score"]
+    assert isinstance(r["final_test_degenerate"], bool)
+    assert r["machine"]["kind"] and r["machine"]["cpu"] in r["machine"]["kind"]
+    assert len(r["test_predictions"]) == 16 and all(isinstance(p, float) for p in r["test_predictions"])

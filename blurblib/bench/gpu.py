@@ -1,4 +1,5 @@
-"""bf16 autocast, SDPA attention and `torch.compile` on a GPU, as a fraction of its peak FLOP/s."""
+"""bf16 autocast, SDPA attention and `torch.compile` on a GPU, as a fraction of its peak FLOP/s, with the
+steady-state steps' `torch.cuda.max_memory_allocated`."""
 from __future__ import annotations
 
 import time
@@ -25,6 +26,15 @@ def peak_flops(device_name: str) -> float | None:
         if key in device_name:
             return PEAK_BF16_FLOPS[key]
     return None
+
+
+def max_allocated_mb(device: str) -> float | None:
+    """`torch.cuda.max_memory_allocated` since the last reset (what SlimFit's memory claim is
+    measured as on a GPU), in MiB; None off CUDA."""
+    if not device.startswith("cuda"):
+        return None
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**20
 
 
 def training_flops_per_step(net: nn.Module, batch_size: int, seq_len: int) -> float:
@@ -58,6 +68,8 @@ def gpu_step_time(model: str, mode: str, seq_len: int = 128, batch_size: int = 3
 
     for _ in range(warmup):
         step()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
         sync(device)
@@ -72,6 +84,7 @@ def gpu_step_time(model: str, mode: str, seq_len: int = 128, batch_size: int = 3
     return {"model": model, "mode": mode, "seq_len": seq_len, "batch_size": batch_size, "device": name,
             "step_s_median": seconds, "step_s_min": float(np.min(times)), "step_s_max": float(np.max(times)),
             "examples_per_s": batch_size / seconds, "tflops": flops / seconds / 1e12,
+            "max_memory_allocated_mb": max_allocated_mb(device),
             "fraction_of_peak": (flops / seconds / peak) if peak else float("nan")}
 
 

@@ -181,6 +181,8 @@ def memory_probe(model: str = "minilm-l6", freeze_layers: int = 0, seq_len: int 
         "n_params": n_params, "n_trainable": n_trainable,
         "weights_mb": n_params * 4 / 2**20, "grads_mb": n_trainable * 4 / 2**20, "adam_state_mb": n_trainable * 8 / 2**20,
         "saved_activation_mb": meter.total_mb, "saved_tensors": meter.count,
+        # the device-independent step total (as `slimfit.StepMemory` accounts every run's steps)
+        "accounted_mb": (n_params * 4 + n_trainable * 12) / 2**20 + meter.total_mb,
         "saved_mb_by_region": {k: v / 2**20 for k, v in meter.bytes_by_region.items()},
         "step_seconds": float(np.median(step_seconds)),
     }

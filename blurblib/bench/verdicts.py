@@ -35,22 +35,11 @@ def score_cost(runs: pd.DataFrame, score: str = "test_score") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _comparison(claim: str, effect: str, diff) -> stats.Comparison:
-    """The project's rule on a signed effect (positive = the claim is right): mean, bootstrap CI,
-    one-sided Wilcoxon p each way, `stats.verdict`."""
-    diff = np.asarray(diff, dtype=float)
-    if len(diff) == 0:
-        return stats.undecided(claim, effect)
-    lo, hi = stats.bootstrap_ci(diff)
-    return stats.decided(claim, effect, float(diff.mean()), lo, hi, stats.wilcoxon_greater(diff),
-                         stats.wilcoxon_greater(-diff), len(diff))
-
-
 def _ratio_claim(claim: str, ratios, target: float, what: str) -> tuple[stats.Comparison, str]:
     """Claim "ratio >= target": effect log(ratio) - log(target) per pair (positive = claim right)."""
     ratios = np.asarray([r for r in ratios if r is not None and np.isfinite(r) and r > 0], dtype=float)
     diff = np.log(ratios) - np.log(target)
-    comparison = _comparison(claim, f"log({what}) - log({target:g})", diff)
+    comparison = stats.compare(diff, claim, f"log({what}) - log({target:g})")
     if len(diff) == 0:
         return comparison, "not measured"
     observed = (f"{np.exp(diff.mean()) * target:.2f}x (min {ratios.min():.2f}, median {np.median(ratios):.2f}, "
@@ -109,7 +98,7 @@ def _score_budget_claim(runs: pd.DataFrame | None, fraction: float = 0.5) -> tup
         base = frame[frame["freeze_layers"] == 0].set_index(["task", "seed"])["score"]
         frozen = frame[frame["freeze_layers"] == k].set_index(["task", "seed"])["score"]
         diff = list((frozen - base).dropna() + SLIMFIT_SCORE_BUDGET)
-    comparison = _comparison(claim, effect, diff)
+    comparison = stats.compare(diff, claim, effect)
     if not diff:
         return comparison, "not measured"
     change = np.asarray(diff) - SLIMFIT_SCORE_BUDGET
@@ -156,7 +145,7 @@ def _cut_claim(claim: str, ratios: pd.Series, target: float, what: str) -> tuple
 
 def _change_claim(claim: str, effect: str, change: pd.Series, budget: float) -> tuple[stats.Comparison, str]:
     """Claim "change + budget > 0" per pair (budget 0: the arm scores higher)."""
-    comparison = _comparison(claim, effect, list(change + budget))
+    comparison = stats.compare(list(change + budget), claim, effect)
     if not len(change):
         return comparison, "not measured"
     return comparison, (f"{change.mean():+.2f} points (min {change.min():+.2f}, max {change.max():+.2f}; "

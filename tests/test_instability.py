@@ -1,0 +1,101 @@
+"""The instability scan's knobs (BERTAdam, no warm-up), its cells, and its failure rule."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from blurblib import instability, machine, optim
+from blurblib.config import RunConfig
+
+
+def _update_sizes(bias_correction: bool, steps: int) -> list[float]:
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(64))
+    opt = optim.optimizer([{"params": [weight], "weight_decay": 0.0}], 1e-3, bias_correction=bias_correction)
+    grads = torch.Generator().manual_seed(1)
+    sizes = []
+    for _ in range(steps):
+        before = weight.detach().clone()
+        weight.grad = torch.randn(64, generator=grads)
+        opt.step()
+        sizes.append(float((weight.detach() - before).abs().mean()))
+    return sizes
+
+
+def test_bert_adam_differs_from_adamw_only_in_the_first_steps():
+    adamw, bert = _update_sizes(True, 3000), _update_sizes(False, 3000)
+    # step 1: m / sqrt(v) without correction is (1 - b1) / sqrt(1 - b2) = 3.16x Adam's unit step
+    assert bert[0] / adamw[0] == pytest.approx(0.1 / np.sqrt(0.001), rel=1e-3)
+    assert bert[9] / adamw[9] > 3  # still far larger after 10 steps
+    assert bert[-1] / adamw[-1] == pytest.approx(1.0, abs=0.05)  # the same optimiser after ~1/(1-b2) steps
+
+
+def test_no_warm_up_means_the_full_learning_rate_at_step_one():
+    weight = torch.nn.Parameter(torch.zeros(2))
+    opt = optim.optimizer([weight], 1e-4)
+    no_warmup = optim.linear_schedule(opt, 0.0, 10)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    opt2 = optim.optimizer([torch.nn.Parameter(torch.zeros(2))], 1e-4)
+    optim.linear_schedule(opt2, 0.1, 10)
+    assert opt2.param_groups[0]["lr"] == 0.0  # warm-up starts from 0
+    assert no_warmup.get_last_lr()[0] == pytest.approx(1e-4)
+
+
+def test_the_inducer_is_a_late_field_that_renames_only_its_own_runs():
+    plain = RunConfig(task="GAD")
+    assert RunConfig(task="GAD", adam_bias_correction=True).run_id == plain.run_id
+    assert RunConfig(task="GAD", adam_bias_correction=False).run_id != plain.run_id
+
+
+def test_the_cli_reads_booleans_as_a_user_types_them():
+    from blurblib import cli
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["finetune", "--task", "GAD", "--adam-bias-correction", "false", "--seeds", "1"])
+    assert cli.finetune_configs(args)[0].adam_bias_correction is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(["finetune", "--task", "GAD", "--adam-bias-correction", "maybe"])
+
+
+def test_scan_cells_cross_heads_sizes_and_recipes():
+    cells = instability.cells(instability.DEFAULT)
+    gad = [c for c in cells if c.task == "GAD"]
+    assert {c.head for c in gad} == {"cls", "mean"}  # the paper's head and the native one
+    assert {c.train_limit for c in gad if c.head == "cls"} == {100, 300, 1000}
+    assert {c.recipe for c in gad} == set(instability.RECIPES)
+    assert {c.head for c in cells if c.task == "NCBI-disease"} == {"token"}
+    configs = instability.configs(instability.DEFAULT, "bf16")
+    first_block = configs[:len(configs) // 2]
+    assert {c.seed for c in first_block} == {1, 2, 3, 4, 5}  # every cell to 5 seeds before any to 10
+    bert = [c for c in configs if not c.adam_bias_correction]
+    assert bert and all(c.warmup_ratio == 0 for c in bert)
+
+
+def _scan_rows(final, best, trivial=50.0, status="ok"):
+    rows = []
+    for seed, (f, b) in enumerate(zip(final, best), 1):
+        rows.append(dict(task="GAD", model="minilm-l6", head="cls", train_limit=100, recipe="stabilised", seed=seed,
+                         final_dev_score=f, dev_score=b, trivial_dev_score=trivial, status=status,
+                         n_train=100, batch_size=16, epochs=3, reference_dev=55.0,
+                         failed_final=f <= trivial, failed_best=b <= trivial))
+    return pd.DataFrame(rows)
+
+
+def test_cell_table_judges_the_end_of_training_and_marks_unstable_cells():
+    # four seeds: two collapse at the end after a good best-dev epoch, two beat the reference
+    table = instability.cell_table(_scan_rows(final=[40.0, 49.0, 60.0, 70.0], best=[58.0, 57.0, 60.0, 70.0]))
+    row = table.iloc[0]
+    assert row["failed"] == 0.5 and row["failed_at_best_dev"] == 0.0  # best-dev selection hides both
+    assert row["steps"] == 21 and row["seeds"] == 4
+    assert row["beat_reference"] == 0.5 and bool(row["unstable_but_learnable"])
+    assert 0.1 < row["failed_low"] < 0.5 < row["failed_high"] < 0.9
+    stable = instability.cell_table(_scan_rows(final=[60.0, 61.0, 62.0], best=[60.0, 61.0, 62.0])).iloc[0]
+    assert stable["failed"] == 0 and not stable["unstable_but_learnable"]
+
+
+def test_machine_kind_names_what_must_match_for_a_pair():
+    info = machine.describe("cpu")
+    assert info["kind"] == machine.kind(info) and info["cpu"] in info["kind"]
+    assert machine.kind(None) == machine.UNRECORDED
+    other = dict(info, native_bf16=not info["native_bf16"])
+    assert machine.kind(other) != info["kind"]
