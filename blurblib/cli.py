@@ -129,6 +129,8 @@ def _scan(args: argparse.Namespace) -> int:
     if args.blocks is not None:
         per_block = len(configs) // len(P.settings.scan.seed_blocks)
         configs = configs[:per_block * args.blocks]
+    if args.max_steps is not None:  # the cheap cells first, every seed block of them
+        configs = [c for c in configs if sweep.train_steps(c) <= args.max_steps]
     print(sweep.format_plan(sweep.plan(configs, out_dir=P.scan_dir(), any_precision=True)))
     if args.dry_run:
         return 0
@@ -245,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--profile", default="default", help="whose scan: notebook 03's under this profile (default: default)")
     sc.add_argument("--workers", type=int, default=None, help="worker processes (default: one per 2 cores)")
     sc.add_argument("--blocks", type=int, default=None, help="how many seed blocks of 5 to run (default: all)")
+    sc.add_argument("--max-steps", type=int, default=None, help="only cells of at most this many optimisation steps")
     sc.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     sc.set_defaults(func=_scan)
 

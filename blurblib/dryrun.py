@@ -116,7 +116,7 @@ def _size(model: str) -> str:
 
 
 def _seconds(config, cost: CostModel) -> float:
-    flops, steps = sweep._run_flops(config), sweep._train_steps(config)
+    flops, steps = sweep._run_flops(config), sweep.train_steps(config)
     return flops / cost.flops_per_s + steps * cost.step_overhead_s + cost.run_overhead_s
 
 
@@ -129,7 +129,7 @@ def _packed_seconds(configs, cost: CostModel) -> float:
     for members in groups.values():
         packs = -(-len(members) // PACK_K)
         flops = sum(sweep._run_flops(c) for c in members)
-        steps = sweep._train_steps(members[0])
+        steps = sweep.train_steps(members[0])
         total += flops / cost.flops_per_s + packs * (steps * cost.step_overhead_s + cost.run_overhead_s)
     return total
 

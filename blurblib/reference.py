@@ -312,7 +312,7 @@ def run_references(configs, out_dir, progress: bool = True, device: str = "cpu")
         config.validate()
     store = store_for(out_dir)
     todo = [c for c in configs if not store.has(c.run_id)]
-    for config in tqdm(todo, desc="references", disable=not progress):
+    for config in tqdm(todo, desc="references", disable=not (progress and todo)):  # no bar when nothing is left to do
         store.write(run(config, progress=False, device=device))
     return _table([store.get(c.run_id) for c in configs])
 

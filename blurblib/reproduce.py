@@ -25,6 +25,7 @@ import html
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import sys
@@ -119,18 +120,51 @@ def settle_progress_bars(nb: dict) -> dict:
 
     A saved widget shows its first state (`runs: 0%| 0/18`) wherever the widget state is not
     loaded (JupyterLab by default, GitHub, nbviewer); the text of the bar as it ended is what
-    a reader needs. The widget state itself is then dropped from the notebook."""
+    a reader needs. A bar that had nothing to do (`runs: 0/0`, `runs: 0it`: every run was stored)
+    says nothing and is dropped. The widget state itself is then dropped from the notebook."""
     state = nb.get("metadata", {}).get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     for cell in nb["cells"]:
+        kept = []
         for output in cell.get("outputs", []):
             view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
-            if view is None:
+            text = _bar_text(state, view.get("model_id")) if view is not None else _plain_text(output)
+            if text is not None and _EMPTY_BAR.search(text):
                 continue
-            text = _bar_text(state, view.get("model_id"))
-            if text is not None:
+            if view is not None and text is not None:
                 output["data"] = {"text/plain": [text]}
+            if output.get("output_type") == "stream" and not _without_empty_bars(output):
+                continue
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
     nb.get("metadata", {}).pop("widgets", None)
     return nb
+
+
+# A tqdm bar over nothing: `desc: |          | 0/0 [00:00<?, ?it/s]` or `desc: 0it [00:00, ?it/s]`.
+_EMPTY_BAR = re.compile(r"^[^|\n]*:\s*(\d+%)?\s*(\|[^|]*\|\s*0/0|0it) \[[^\]]*\]\s*$")
+
+
+def _without_empty_bars(stream: dict) -> bool:
+    """Drop the lines of a stream that only draw a bar over nothing (tqdm without widgets writes
+    to stderr, each update after a carriage return); say whether any text is left."""
+    text = stream.get("text", "")
+    lines = ("".join(text) if isinstance(text, list) else text).split("\n")
+    kept = [line for line in lines if not _only_empty_bars(line)]
+    if len(kept) < len(lines):
+        stream["text"] = "\n".join(kept).splitlines(keepends=True)
+    return any(line.strip() for line in kept)
+
+
+def _only_empty_bars(line: str) -> bool:
+    drawn = [part for part in line.split("\r") if part.strip()]
+    return bool(drawn) and all(_EMPTY_BAR.search(part) for part in drawn)
+
+
+def _plain_text(output: dict) -> str | None:
+    """The text of a display output already settled to text (a notebook settled before)."""
+    text = output.get("data", {}).get("text/plain") if output.get("output_type") == "display_data" else None
+    return "".join(text) if isinstance(text, list) else text
 
 
 def _bar_text(state: dict, model_id: str | None) -> str | None:

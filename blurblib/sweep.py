@@ -325,7 +325,7 @@ def run_sweep(configs: list[RunConfig], out_dir, device: str = "cpu", progress: 
     elif workers > 1:
         busy = _train_in_workers(store, todo, device, workers, progress, score_test)
     else:
-        busy = [c for c in tqdm(todo, desc="runs", disable=not progress) if not _train_claimed(store, c, device, score_test)]
+        busy = [c for c in tqdm(todo, desc="runs", disable=not (progress and todo)) if not _train_claimed(store, c, device, score_test)]
     if busy:
         _wait_for_others(store, busy, device, score_test)
     return records_for(configs, out_dir, any_precision)
@@ -560,10 +560,11 @@ def estimated_seconds(config: RunConfig, device: str = "cpu") -> float:
 
 def _run_seconds(config: RunConfig, device: str) -> float:
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    return _run_flops(config) / EFFECTIVE_FLOPS[kind] + _train_steps(config) * STEP_OVERHEAD_S[kind] + RUN_OVERHEAD_S[kind]
+    return _run_flops(config) / EFFECTIVE_FLOPS[kind] + train_steps(config) * STEP_OVERHEAD_S[kind] + RUN_OVERHEAD_S[kind]
 
 
-def _train_steps(config: RunConfig) -> int:
+def train_steps(config: RunConfig) -> int:
+    """Optimisation steps of a run: batches per epoch times epochs."""
     count = _split_stats(tasks.get(config.task).name)["train"][0]
     return -(-min(count, config.train_limit or count) // config.batch_size) * config.epochs
 

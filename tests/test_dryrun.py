@@ -23,7 +23,7 @@ def test_packing_keeps_the_flops_and_pays_fixed_costs_once_per_pack():
     assert len(configs) == 10  # ten seeds of one config
     cost = dryrun.cost_model("cuda")
     flops_s = sum(sweep._run_flops(c) for c in configs) / cost.flops_per_s
-    fixed = sweep._train_steps(configs[0]) * cost.step_overhead_s + cost.run_overhead_s
+    fixed = sweep.train_steps(configs[0]) * cost.step_overhead_s + cost.run_overhead_s
     assert abs(sum(dryrun._seconds(c, cost) for c in configs) - (flops_s + 10 * fixed)) < 1e-6
     assert abs(dryrun._packed_seconds(configs, cost) - (flops_s + 2 * fixed)) < 1e-6  # 10 seeds: 2 packs of 8
 
