@@ -171,9 +171,11 @@ def blurb_bars(table: pd.DataFrame, model: str):
     sns.barplot(data=data, x="task", y="score", hue="source", ax=ax)
     centers = [bar.get_x() + bar.get_width() / 2 for bar in ax.patches[: len(table)]]
     ax.errorbar(centers, table["mean"], yerr=table["std"].fillna(0), fmt="none", ecolor="black", capsize=3)
-    ax.tick_params(axis="x", rotation=30)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
     ax.set_xlabel("")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.set_ylabel("test score (BLURB metric)")
+    # above the bars, not on them: every corner of the axes holds some task's bar
+    sns.move_legend(ax, "lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(parts), frameon=False, fontsize=9, title=None)
     fig.tight_layout()
     return fig
 
@@ -212,18 +214,79 @@ def mlm_loss_curves(curves: pd.DataFrame, window: int = 5):
     return fig
 
 
-def calibration_curves(table: pd.DataFrame):
+def lr_label(lr: float) -> str:
+    """A learning rate as a reader writes it: 2e-5, 1e-4, 3e-4."""
+    mantissa, exponent = f"{lr:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def lr_palette(lrs) -> dict[float, tuple]:
+    """One clearly different colour per learning rate, from a qualitative palette: a sequential
+    one draws 2e-5, 3e-5 and 5e-5 as three shades of one colour. The rates tried most often (one
+    entry of `lrs` per task that tried it) get the palette's first, most distinct colours."""
+    counts = pd.Series([float(lr) for lr in lrs]).value_counts()
+    by_use = sorted(counts.index, key=lambda lr: (-counts[lr], lr))
+    colours = dict(zip(by_use, sns.color_palette("colorblind", max(len(by_use), 1))))
+    return {lr: colours[lr] for lr in sorted(colours)}
+
+
+def calibration_curves(table: pd.DataFrame, chosen: pd.DataFrame | None = None, col_wrap: int = 4):
     """Dev score per epoch for each candidate learning rate, one panel per task, with the frozen
-    reference dashed: the evidence behind each task's recipe."""
-    grid = sns.relplot(data=table, x="epoch", y="dev_score", hue="lr", col="task", col_wrap=4, kind="line",
-                       marker="o", height=2.4, aspect=1.2, facet_kws={"sharey": False}, palette="viridis")
-    for task, ax in grid.axes_dict.items():
-        ref = table.loc[table["task"] == task, "reference_dev"].dropna()
-        if len(ref):
-            ax.axhline(float(ref.iloc[0]), color="grey", linestyle="--", linewidth=1.2)
-    grid.set_titles("{col_name}")
-    grid.figure.suptitle("dev score per epoch (dashed: frozen-encoder reference)", y=1.02)
-    return grid.figure
+    reference dashed: the evidence behind each task's recipe. The recipe `calibration.choose`
+    picked (`chosen`, by task) is ringed, and epochs whose dev predictions collapsed to one
+    answer are crossed: the choice passes over them, which is why a ringed point can sit below
+    a crossed one."""
+    if chosen is None:
+        from .calibration import choose
+
+        chosen = choose(table)
+    tasks = list(dict.fromkeys(table["task"]))
+    palette = lr_palette(table.drop_duplicates(["task", "lr"])["lr"])
+    n_rows = -(-len(tasks) // col_wrap)
+    fig, axes = plt.subplots(n_rows, col_wrap, figsize=(2.45 * col_wrap, 2.2 * n_rows + 0.9), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        _calibration_panel(ax, table[table["task"] == task], palette, chosen.loc[task] if task in chosen.index else None)
+        ax.set_title(task, fontsize=10)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("dev score")
+    fig.tight_layout(rect=(0, 0.05, 1, 1), h_pad=0.6, w_pad=0.4)
+    fig.legend(*_calibration_legend(palette), loc="lower center", ncol=len(palette) + 3, frameon=False, fontsize=9,
+               columnspacing=1.0, handletextpad=0.3)
+    return fig
+
+
+def _calibration_panel(ax, rows: pd.DataFrame, palette: dict, pick) -> None:
+    """One task: a line per learning rate, collapsed epochs crossed, the chosen recipe ringed."""
+    for lr, line in rows.groupby("lr", sort=True):
+        line = line.sort_values("epoch")
+        ax.plot(line["epoch"], line["dev_score"], color=palette[float(lr)], marker="o", markersize=4, linewidth=1.5)
+        collapsed = line[line["collapsed"].astype(bool)]
+        ax.scatter(collapsed["epoch"], collapsed["dev_score"], marker="x", s=40, color="black", linewidths=1.2, zorder=3)
+    reference_dev = rows["reference_dev"].dropna()
+    if len(reference_dev):
+        ax.axhline(float(reference_dev.iloc[0]), color="grey", linestyle="--", linewidth=1.1)
+    if pick is not None:
+        ax.scatter([pick["epoch"]], [pick["dev_score"]], s=170, facecolors="none", edgecolors="black", linewidths=1.6,
+                   zorder=4)
+    ax.xaxis.set_major_locator(plt.matplotlib.ticker.MaxNLocator(integer=True, nbins=5, min_n_ticks=2))
+    ax.set_xlim(0.5, rows["epoch"].max() + 0.5)
+    ax.margins(y=0.12)
+    ax.tick_params(labelsize=9)
+    ax.set_xlabel("epoch", fontsize=9)
+
+
+def _calibration_legend(palette: dict):
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", markersize=4, linewidth=1.5) for c in palette.values()]
+    labels = [f"lr {lr_label(lr)}" for lr in palette]
+    handles += [Line2D([], [], color="grey", linestyle="--", linewidth=1.1),
+                Line2D([], [], marker="o", markersize=11, markerfacecolor="none", markeredgecolor="black", linestyle=""),
+                Line2D([], [], marker="x", markersize=6, color="black", linestyle="")]
+    labels += ["frozen reference", "chosen recipe", "collapsed to one answer"]
+    return handles, labels
 
 
 def instability_scan(table: pd.DataFrame):

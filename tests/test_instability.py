@@ -58,13 +58,13 @@ def test_the_cli_reads_booleans_as_a_user_types_them():
 
 
 def test_scan_cells_cross_heads_sizes_and_recipes():
-    cells = instability.cells(instability.DEFAULT)
+    cells = instability.cells(instability.FULL)
     gad = [c for c in cells if c.task == "GAD"]
     assert {c.head for c in gad} == {"cls", "mean"}  # the paper's head and the native one
     assert {c.train_limit for c in gad if c.head == "cls"} == {100, 300, 1000}
     assert {c.recipe for c in gad} == set(instability.RECIPES)
     assert {c.head for c in cells if c.task == "NCBI-disease"} == {"token"}
-    configs = instability.configs(instability.DEFAULT, "bf16")
+    configs = instability.configs(instability.FULL, "bf16")
     first_block = configs[:len(configs) // 2]
     assert {c.seed for c in first_block} == {1, 2, 3, 4, 5}  # every cell to 5 seeds before any to 10
     bert = [c for c in configs if not c.adam_bias_correction]
@@ -99,3 +99,12 @@ def test_machine_kind_names_what_must_match_for_a_pair():
     assert machine.kind(None) == machine.UNRECORDED
     other = dict(info, native_bf16=not info["native_bf16"])
     assert machine.kind(other) != info["kind"]
+
+
+def test_the_default_scan_is_the_cheap_cells_of_the_full_one():
+    from blurblib import sweep
+
+    full, default = instability.configs(instability.FULL, "bf16"), instability.configs(instability.DEFAULT, "bf16")
+    assert {c.run_id for c in default} < {c.run_id for c in full}
+    assert all(sweep.train_steps(c) <= 100 for c in default)
+    assert {c.task for c in default} == {"BIOSSES", "GAD", "NCBI-disease", "ChemProt"}

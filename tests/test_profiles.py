@@ -32,3 +32,13 @@ def test_precision_auto_is_resolved_for_the_device(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert profiles.task_settings("default", "GAD")["precision"] == "bf16"
     assert profiles.task_settings("paper", "GAD", device="cuda")["precision"] in ("bf16", "fp32")
+
+
+def test_default_seed_counts_come_from_the_power_function():
+    from blurblib import power
+
+    for notebook in ("02_size_vs_instability", "04_low_resource_reinit"):
+        P = profiles.get(notebook, "default")
+        n = power.seeds_for_paired(profiles.PLANNED_EFFECT_SD, claims=profiles.PLANNED_CLAIMS[notebook])
+        assert P.seeds == tuple(range(1, n + 1)) and power.floor_allows(n, 0.05 / profiles.PLANNED_CLAIMS[notebook])
+        assert f"{n} seeds" in profiles.seed_plan(P)

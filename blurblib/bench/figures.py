@@ -9,61 +9,104 @@ from .settings import SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL, THROUGHPUT_TUNED_GO
 from .speed import throughput_ratios
 
 
+# What a figure may be at notebook width without shrinking (JupyterLab with its file browser
+# open draws about 10 inches at matplotlib's 100 dpi); text below 9 pt stops being readable.
+NOTEBOOK_WIDTH_IN = 10.0
+SMALLEST_FONT = 9
+ARM_LABELS = {"baseline": "(a) HF-example baseline", "tuned_trainer": "(b) tuned Trainer", "blurblib": "(c) blurblib"}
+
+
 def throughput_figure(df: pd.DataFrame):
-    """Examples/s per arm (left) and blurblib's speed-up over each Trainer arm per repetition (right)."""
+    """Examples/s per arm (left) and blurblib's speed-up over each Trainer arm per repetition
+    (right, log scale: the speed-ups span 1x to 30x, and the 1x and 2x goals must stay readable);
+    both panels in the order the tasks ran, the legends below the data."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    order = list(dict.fromkeys(df["task"]))
     ratios = throughput_ratios(df)
     labels = {"train_ratio": "vs (a) HF-example baseline", "train_ratio_tuned": "vs (b) tuned Trainer"}
     long = ratios.melt(id_vars=["task", "rep"], value_vars=[c for c in labels if c in ratios.columns],
                        var_name="against", value_name="speed-up")
     long["against"] = long["against"].map(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    sns.barplot(data=df, x="task", y="train_examples_per_s", hue="arm", estimator="median", errorbar=("pi", 100),
-                ax=axes[0])
+    arms = df.assign(arm=df["arm"].map(ARM_LABELS).fillna(df["arm"]))
+    fig, axes = plt.subplots(1, 2, figsize=(NOTEBOOK_WIDTH_IN, 4.4))
+    sns.barplot(data=arms, x="task", y="train_examples_per_s", hue="arm", order=order, estimator="median",
+                errorbar=("pi", 100), ax=axes[0])
     axes[0].set_ylabel("training examples / s")
-    axes[0].set_title("throughput (bars: median of reps; whiskers: min-max)")
+    axes[0].set_title("throughput (median of reps, min-max)", fontsize=10)
     np.random.seed(0)  # seaborn jitters with numpy's global generator: a re-run draws the same figure
-    sns.stripplot(data=long, x="task", y="speed-up", hue="against", dodge=len(labels) > 1, size=7, ax=axes[1])
-    axes[1].axhline(THROUGHPUT_GOAL, color="grey", ls="--", label=f"goal vs (a) {THROUGHPUT_GOAL:g}x")
-    axes[1].axhline(THROUGHPUT_TUNED_GOAL, color="black", lw=0.8, label=f"goal vs (b) {THROUGHPUT_TUNED_GOAL:g}x")
-    axes[1].set_ylabel("blurblib / Trainer arm")
-    axes[1].set_title("speed-up per repetition (train)")
-    axes[1].legend(fontsize=8)
+    sns.stripplot(data=long, x="task", y="speed-up", hue="against", order=order, dodge=len(labels) > 1, size=6,
+                  ax=axes[1])
+    _log_ratio_axis(axes[1], long["speed-up"], goals=(THROUGHPUT_TUNED_GOAL, THROUGHPUT_GOAL))
+    axes[1].axhline(THROUGHPUT_GOAL, color="grey", ls="--", label=f"goal vs (a): {THROUGHPUT_GOAL:g}x")
+    axes[1].axhline(THROUGHPUT_TUNED_GOAL, color="black", lw=0.8, label=f"goal vs (b): {THROUGHPUT_TUNED_GOAL:g}x")
+    axes[1].set_ylabel("blurblib / Trainer arm (log)")
+    axes[1].set_title("training speed-up per repetition", fontsize=10)
     for ax in axes:
-        ax.tick_params(axis="x", labelrotation=20)
-    fig.tight_layout()
+        ax.set_xlabel("")
+        plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
+    _legends_below(fig, [(axes[0], axes[:1], 1), (axes[1], axes[1:], 2)])
     return fig
 
 
+def _log_ratio_axis(ax, ratios: pd.Series, goals) -> None:
+    """A log axis for ratios, ticked in plain numbers (1x, 2x, 5x...), reaching past every
+    ratio and every goal line."""
+    import matplotlib.ticker as ticker
+
+    values = pd.concat([ratios.dropna(), pd.Series(goals, dtype=float)])
+    ax.set_yscale("log")
+    ax.set_ylim(values.min() / 1.35, values.max() * 1.35)
+    ax.yaxis.set_major_locator(ticker.FixedLocator([t for t in (0.5, 1, 2, 5, 10, 20, 50, 100)]))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _legends_below(fig, legends) -> None:
+    """Each legend under the panels it serves, outside the data: inside, a legend covers bars or
+    points. `legends`: (axes whose handles it shows, axes it sits under, columns)."""
+    fig.tight_layout(rect=(0, 0.16, 1, 1), w_pad=2.0)
+    for source, under, ncol in legends:
+        handles, labels = source.get_legend_handles_labels()
+        if source.get_legend() is not None:
+            source.get_legend().remove()
+        if handles:
+            left, right = under[0].get_position().x0, under[-1].get_position().x1
+            fig.legend(handles, labels, loc="upper center", bbox_to_anchor=((left + right) / 2, 0.14), ncol=ncol,
+                       frameon=False, fontsize=SMALLEST_FONT, handletextpad=0.4, columnspacing=1.2)
+
+
 def memory_figure(memory: pd.DataFrame, cost: pd.DataFrame | None = None):
-    """Peak memory against k (left), with the saved activations; the score cost beside it (right)."""
+    """Peak memory against k (left), with the saved activations; the score cost beside it (right).
+    Sized to the notebook's width, so its text is read at the size it was drawn."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     summary = memory_summary(memory)
     n = 2 if cost is not None and len(cost) else 1
-    fig, axes = plt.subplots(1, n + 1, figsize=(4.6 * (n + 1), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, n + 1, figsize=(NOTEBOOK_WIDTH_IN * (n + 1) / 3, 4.0), squeeze=False)
     axes = axes[0]
     sns.lineplot(data=summary, x="freeze_layers", y="peak_mb", hue="model", marker="o", ax=axes[0])
-    axes[0].set_title("peak training memory")
-    axes[0].set_xlabel("frozen lower blocks k")
-    axes[0].set_ylabel("MB (peak RSS; CUDA: max allocated)")
-    sns.lineplot(data=summary, x="freeze_layers", y="saved_activation_mb", hue="model", marker="o", ax=axes[1])
-    axes[1].set_title("activations kept for backward")
-    axes[1].set_xlabel("frozen lower blocks k")
-    axes[1].set_ylabel("MB")
+    axes[0].set_title("peak training memory", fontsize=10)
+    axes[0].set_ylabel("MB (CPU: peak RSS; GPU: max allocated)", fontsize=10)
+    sns.lineplot(data=summary, x="freeze_layers", y="saved_activation_mb", hue="model", marker="o", legend=False,
+                 ax=axes[1])
+    axes[1].set_title("activations kept for backward", fontsize=10)
+    axes[1].set_ylabel("MB", fontsize=10)
     if n == 2:
         sns.pointplot(data=cost, x="freeze_layers", y="change_vs_k0", hue="task",
-                      dodge=0.2 if cost["task"].nunique() > 1 else False, ax=axes[2])
+                      dodge=0.2 if cost["task"].nunique() > 1 else False, markersize=6, ax=axes[2])
         axes[2].axhline(-SLIMFIT_SCORE_BUDGET, color="grey", ls="--", label=f"-{SLIMFIT_SCORE_BUDGET:g} (SlimFit)")
         axes[2].axhline(0.0, color="black", lw=0.8)
-        axes[2].set_title("score cost")
-        axes[2].set_xlabel("frozen lower blocks k")
-        axes[2].set_ylabel("test score change vs k=0 (points)")
-        axes[2].legend(fontsize=8)
-    fig.tight_layout()
+        axes[2].set_title("score cost", fontsize=10)
+        axes[2].set_ylabel("test score vs k=0 (points)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("frozen lower blocks k", fontsize=10)
+        ax.tick_params(labelsize=SMALLEST_FONT)
+    for ax in axes[:2]:  # the score panel's x is categorical already
+        ax.xaxis.set_major_locator(plt.matplotlib.ticker.MaxNLocator(integer=True))
+    _legends_below(fig, [(axes[0], axes[:2], 2)] + ([(axes[2], axes[2:], 1)] if n == 2 else []))
     return fig
 
 

@@ -1,0 +1,41 @@
+"""The remedies grid on unstable settings: its arms, controls and claims."""
+import numpy as np
+import pandas as pd
+
+from blurblib import instability, remedies
+
+SETTING = remedies.Setting(task="GAD", head="cls", train_limit=300, recipe="stabilised")
+
+
+def test_every_arm_departs_from_the_setting_only_where_it_says():
+    pairs = remedies.configs([SETTING], instability.FULL, seeds=(1, 2), precision="bf16")
+    assert len(pairs) == 2 * len(remedies.ARMS)
+    arms = {arm: config for arm, config in pairs if config.seed == 1}
+    base = arms["standard"]
+    assert (base.task, base.head, base.train_limit, base.lr, base.epochs) == ("GAD", "cls", 300, 1e-4, 3)
+    assert arms["freeze4"].freeze_layers == 4 and arms["reinit2"].reinit_layers == 2
+    assert arms["standard +3 epochs"].epochs == base.epochs + arms["lpft3"].lpft_epochs  # LP-FT's compute
+    strong = arms["strong baseline"]
+    assert strong.lr == base.lr / 5 and strong.epochs == 3 * base.epochs and strong.warmup_ratio == 0.1
+    assert strong.adam_bias_correction and arms[remedies.LARGER_MODEL].model == "mpnet-base"
+    assert len({c.run_id for _, c in pairs}) == len(pairs)
+
+
+def test_claims_separate_helps_from_stabilises_and_control_lpft():
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(1, 25):
+        noise = rng.normal(0, 1)
+        scores = {"standard": 50 if seed % 2 else 75, "freeze2": 74 + noise, "lpft3": 76 + noise,
+                  "standard +3 epochs": 76 + noise}
+        for arm in remedies.ARMS:
+            score = scores.get(arm, 70 + noise)
+            rows.append(dict(task="GAD", seed=seed, arm=arm, setting="GAD cls", test_score=score,
+                             final_test_score=score, trivial_test_score=69.5, status="ok", model="minilm-l6"))
+    table = remedies.claims(pd.DataFrame(rows))
+    freeze = table[(table["arm"] == "freeze2") & (table["against"] == "standard")].set_index("kind")
+    assert freeze.loc["stabilises (failure rate)", "estimate"] == 0.5  # standard fails on 12 of 24 seeds
+    assert freeze.loc["stabilises (failure rate)", "verdict"] == "holds"
+    lpft = table[(table["arm"] == "lpft3") & (table["against"] == "standard +3 epochs")].set_index("kind")
+    assert lpft.loc["helps (mean)", "estimate"] == 0 and lpft.loc["helps (mean)", "verdict"] == "inconclusive"
+    assert "p_holm" in table and table["power"].notna().all()
