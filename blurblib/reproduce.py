@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import packs, paths, profiles, rehearsal
+from . import grids, packs, paths, profiles, rehearsal, tasks
 from .errors import UnknownNameError
 from .plots import claims_view, p_text, to_markdown
 
@@ -423,7 +423,7 @@ def run_rehearsal(profile: str = "paper", only: list[str] | None = None, backend
     cpu_line = (f"* CPU time of the notebooks' processes (kernels, workers, benchmark probes): {sum(cpu.values()):.0f} s ("
                 + ", ".join(f"{stem[:2]}: {seconds:.0f}" for stem, seconds in cpu.items()) + "); on a busy machine "
                 "it is the better measure of what the rehearsal costs")
-    notes = rehearsal.report_notes(profile, [n.stem for n in selected], hub)
+    notes = report_notes(profile, [n.stem for n in selected], hub)
     report = write_report(name, out, [cpu_line, "", *notes])
     print(f"rehearsal wall time {sum(timings.values()) / 60:.1f} min, {sum(cpu.values()):.0f} CPU s; report: {report}")
     if failures:
@@ -438,12 +438,51 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m blurblib.reproduce ARGS` is `blurb reproduce ARGS`."""
-    from .cli import main as blurb
-
-    return blurb(["reproduce", *(sys.argv[1:] if argv is None else argv)])
+# ----------------------------------------------------------------------------- what a rehearsal's REPORT.md says
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def untrainable_tasks(profile: str, notebooks) -> dict[str, list[str]]:
+    """{task: [notebook numbers]}: tasks that the profile's grids would fine-tune but that have no
+    train split in this copy of BLURB (EBM-PICO): the rehearsal leaves them out there."""
+    out: dict[str, list[str]] = {}
+    for notebook in notebooks:
+        trained = dict.fromkeys(c.task for c in grids.for_notebook(profiles.get(notebook, profile)).runs())
+        for task in trained:
+            if "train" not in tasks.present_splits(task):
+                out.setdefault(task, []).append(notebook[:2])
+    return out
+
+
+def report_notes(profile: str, notebooks, twins_of) -> list[str]:
+    """The part of a rehearsal's REPORT.md that says what it changed against `profile`, notebook by
+    notebook, and what it left out, so nobody mistakes its coverage for the profile's."""
+    def listed(sizes: dict) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sizes.items())
+
+    lines = ["## What the rehearsal changes", "",
+             f"Kept from `{profile}`: the models, heads, techniques and their knobs, learning rates, precision (`auto`, "
+             "resolved on this CPU) and benchmark arms. Changed:", "",
+             f"* every fine-tuning run at {listed(rehearsal.RUN_SIZES)} (one optimizer step), on the CPU;",
+             f"* seeds: the first {rehearsal.SEEDS} (the fewest for which every seed statistic is defined); "
+             + ", ".join(f"{n[:2]}: {k}" for n, k in rehearsal.NOTEBOOK_SEEDS.items())
+             + " (its statistics run over tasks); the SlimFit comparison's seeds: "
+             f"{rehearsal.BENCH_SEEDS} (its rate curve too, at every rate);",
+             f"* notebook 03's knob curves on {rehearsal.KNOB_SEEDS} seed and the first {rehearsal.KNOB_MODELS} model; notebook 05's "
+             f"calibration on each task's first {rehearsal.CALIBRATION_LRS} learning rate;",
+             f"* benchmarks at {listed(rehearsal.BENCH_SIZES)}; the memory benchmarks on their first model only and at freezing "
+             f"fractions {', '.join(map(str, rehearsal.MEMORY_FRACTIONS))}; K seeds in parallel at the smallest K;",
+             "* the tasks per notebook as the table says (`blurblib.rehearsal.TASKS` gives the reasons); stores, "
+             "tables, figures and executed notebooks under outputs/rehearsal/.",
+             "", f"Hub models read as twins (random weights) from the scratch HF cache: {', '.join(twins_of) or 'none'}.",
+             "", "| notebook | changed (paper -> rehearsal) |", "|---|---|"]
+    for notebook in notebooks:
+        changes = rehearsal.differences(profiles.get(notebook, profile), profiles.get(notebook, profile, rehearse=True))
+        lines.append(f"| {notebook} | {'; '.join(changes) or 'nothing'} |")
+    left_out = untrainable_tasks(profile, notebooks)
+    if left_out:
+        lines += ["", "Left out for a data reason: " + "; ".join(
+            f"{task} has no train split in this copy of BLURB, yet the `{profile}` grids of notebooks "
+            f"{', '.join(nbs)} fine-tune it (a `{profile}` run here would fail on it): not rehearsed there"
+            for task, nbs in left_out.items()) + ". Notebook 05 leaves such a task out itself and names it; "
+                  "notebook 00 tours its dev and test splits."]
+    return lines + [""]

@@ -54,26 +54,21 @@ def check_run_id(run_id) -> str:
                       "config with RunConfig.validate()")
 
 
-def config_id(fields: dict) -> str:
-    """The run id a stored config hashes to: a fine-tuning run's, or a frozen-encoder reference's
-    (`reference.ReferenceConfig`, whose fields are a subset without a seed)."""
-    if "seed" not in fields and set(fields) <= _REFERENCE_FIELDS:
-        from .reference import ReferenceConfig  # torch and scikit-learn: only for a store of references
-
-        return ReferenceConfig(**fields).run_id
+def run_config_id(fields: dict) -> str:
+    """The run id a stored fine-tuning config hashes to (late fields it predates at their default)."""
     return RunConfig(**backfill(fields)).run_id
 
 
-_REFERENCE_FIELDS = {"task", "model", "train_limit", "eval_limit", "max_length"}
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
-def record_problem(record, name: str | None = None) -> str | None:
+def record_problem(record, name: str | None = None, config_id=run_config_id) -> str | None:
     """Why `record` cannot be trusted as the record of run `name` (its file name), or None.
 
     A record is one run's only when its `run_id` is its file name and the content id of its own
-    config: a record that says otherwise (copied under another name, edited by hand, returned by a
-    worker on other code) must not count as that run done.
+    config (`config_id`: a fine-tuning run's by default; a store of other records, such as the
+    frozen-encoder references, passes its own): a record that says otherwise (copied under
+    another name, edited by hand, returned by a worker on other code) must not count as that run done.
     """
     if not (isinstance(record, dict) and "run_id" in record and isinstance(record.get("config"), dict)):
         return "not a run record (no run_id or config)"
@@ -91,16 +86,21 @@ def record_problem(record, name: str | None = None) -> str | None:
     return None
 
 
-def unknown_fields(record: dict) -> list[str]:
-    """Config fields this version of RunConfig does not have: a record written by newer code."""
+def unknown_fields(record: dict, known=_RUN_FIELDS) -> list[str]:
+    """Config fields this version does not have (RunConfig's by default): a record written by newer code."""
     fields = record.get("config") if isinstance(record, dict) else None
-    if not isinstance(fields, dict) or ("seed" not in fields and set(fields) <= _REFERENCE_FIELDS):
+    if not isinstance(fields, dict):
         return []
-    return sorted(set(fields) - _RUN_FIELDS)
+    return sorted(set(fields) - set(known))
 
 
 class ResultsStore:
-    def __init__(self, root: str | os.PathLike):
+    """One JSON record per finished run under `root/runs`. `config_id` and `known_fields` say
+    what a record's config is (a `RunConfig` by default; the references' store passes the
+    frozen-encoder reference's), so the store checks each record against its own config."""
+
+    def __init__(self, root: str | os.PathLike, config_id=run_config_id, known_fields=_RUN_FIELDS):
+        self.config_id, self.known_fields = config_id, frozenset(known_fields)
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise DataError(f"results store {self.root} is a file, not a folder; pass a folder (--out DIR, results_dir=)")
@@ -125,7 +125,7 @@ class ResultsStore:
     def write(self, record: dict) -> Path:
         """Store `record` atomically; refused unless it is tied to its run (`record_problem`)."""
         run_id = record.get("run_id") if isinstance(record, dict) else None
-        problem = record_problem(record)
+        problem = record_problem(record, config_id=self.config_id)
         if problem:
             raise DataError(f"refused to store a record in {self.runs}: {problem}. A record is stored only as "
                             "train.run returned it for its config; rerun that config instead of editing the record")
@@ -226,12 +226,12 @@ class ResultsStore:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             self._quarantine(path, f"not valid JSON ({err})")
             return None
-        if unknown_fields(record):
+        if unknown_fields(record, self.known_fields):
             warnings.warn(f"run record {path} has config fields this blurblib does not know "
-                          f"({', '.join(unknown_fields(record))}): it was written by a newer version and is skipped "
+                          f"({', '.join(unknown_fields(record, self.known_fields))}): it was written by a newer version and is skipped "
                           "(left in place); update this clone (git pull) to read it", StoreWarning, stacklevel=3)
             return None
-        problem = record_problem(record, path.name[:-len(".json")])
+        problem = record_problem(record, path.name[:-len(".json")], self.config_id)
         if problem:
             self._quarantine(path, problem)
             return None

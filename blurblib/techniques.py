@@ -20,7 +20,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import late_defaults
 from .errors import ConfigError, UnknownNameError
 
 SUPPORTED_MODEL_TYPES = {"bert": "BERT", "electra": "ELECTRA", "mpnet": "MPNet", "roberta": "RoBERTa"}
@@ -272,103 +271,9 @@ def apply_mixout(model: nn.Module, p: float) -> int:
     return replaced
 
 
-# ----------------------------------------------------------------------------- the registry
-
-
-@dataclass(frozen=True)
-class Technique:
-    """A technique as data: which run-config field (`knob`) turns it on, the knob's neutral value
-    (the technique off), its usual value, and the values a notebook sweeps. `standard` has no
-    knob. Adding a technique is one entry here, a `RunConfig` field for its knob, and the code
-    that reads it (`prepare` for the model, `param_groups` for the optimizer, or the loop).
-    `qualifiers` are `(field, short, neutral)` of other RunConfig fields that refine an active
-    technique and name it apart in the run label (`slimfit0.9-int8`)."""
-
-    name: str
-    description: str
-    knob: str | None
-    neutral: float | int | None
-    default: float | int | None
-    sweep: tuple = ()
-    reference: str = ""
-    qualifiers: tuple[tuple[str, str, float | int], ...] = ()
-
-TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
-    Technique("standard", "plain fine-tuning: AdamW (bias-corrected), linear warmup and decay", None, None, None,
-              reference="Devlin et al. 2019"),
-    Technique("freeze", "freeze the embeddings and the bottom k encoder blocks", "freeze_layers", 0, 3,
-              (1, 2, 3, 4, 5), "Tinn et al. 2023: helps BERT-base models"),
-    Technique("llrd", "layer-wise learning-rate decay: block i at lr * decay**(L - i)", "llrd_decay", 1.0, 0.9,
-              (0.95, 0.9, 0.8, 0.7), "Howard & Ruder 2018; Tinn et al. 2023: helps BERT-large and ELECTRA"),
-    Technique("reinit", "re-initialise the top n encoder blocks and the pooler", "reinit_layers", 0, 1,
-              (1, 2, 3), "Zhang et al. 2021; Tinn et al. 2023: best for low-resource tasks (BIOSSES)"),
-    Technique("mixout", "mix encoder Linear weights toward the pretrained ones with probability p", "mixout", 0.0, 0.1,
-              (0.1, 0.3, 0.5, 0.7, 0.9), "Lee et al. 2020"),
-    Technique("lpft", "linear probe first: k epochs training only the head on the frozen encoder, then fine-tune all",
-              "lpft_epochs", 0, 3, (1, 3, 5), "Kumar et al. 2022: fine-tuning distorts pretrained features; LP-FT does not"),
-    Technique("slimfit", "SlimFit: each step freeze the share `rate` of the scheduled units (slimfit_unit: weight "
-              "tensors as its authors, or embedding/block layers) whose weights changed least (inter-layer "
-              "scheduling); its activation compression by the slimfit_*_bits / slimfit_ln_keep switches; with "
-              "slimfit_quant_bits=8 what frozen blocks keep is int8 rows",
-              "slimfit_rate", 0.0, 0.9, (0.5, 0.75, 0.9), "Ardakani et al. 2024: up to 95% of layers frozen, "
-              "fine-tuning memory cut 2.2x on average",
-              qualifiers=(("slimfit_quant_bits", "int", 0), ("slimfit_unit", "", "block"), ("slimfit_gelu_bits", "gelu", 0),
-                          ("slimfit_attention_bits", "att", 0), ("slimfit_ffn_bits", "ffn", 0),
-                          ("slimfit_ln_keep", "ln", 0.0))),
-]}
-
-
-def neutral_knobs() -> dict:
-    """Every technique's knob at its neutral value, read from the registry when asked (so an
-    entry added at run time counts): a config with all of them is plain fine-tuning."""
-    return {t.knob: t.neutral for t in TECHNIQUES.values() if t.knob}
-
-
-def names() -> list[str]:
-    return list(TECHNIQUES)
-
-
-def get(name: str) -> Technique:
-    if name not in TECHNIQUES:
-        raise UnknownNameError(f"unknown technique {name!r}; known techniques: {', '.join(TECHNIQUES)}")
-    return TECHNIQUES[name]
-
-
-def active(cfg) -> list[Technique]:
-    """The techniques a config's knobs turn on (knob away from its neutral value), in registry
-    order. Works on configs and on table rows (anything with the knobs as attributes)."""
-    knobs = _knobs(cfg)
-    return [t for t in TECHNIQUES.values() if t.knob and knobs[t.knob] != t.neutral]
-
-
-def family(cfg) -> str:
-    """The technique a run belongs to (the first active one, e.g. `llrd` for `llrd_decay=0.8`),
-    or `standard`: the claim it tests, read from its fields rather than parsed back out of its label."""
-    on = active(cfg)
-    return on[0].name if on else "standard"
-
-
-def _knobs(cfg) -> dict:
-    """The knob values of a config or table row. A knob added after runs were stored (a late
-    RunConfig field) reads as its neutral value where the row predates it (absent, or NaN in a
-    table mixing old and new records): such a run ran with it off."""
-    neutral, late = neutral_knobs(), late_defaults()
-    knobs, missing = {}, []
-    for k in neutral:
-        if hasattr(cfg, k):
-            value = getattr(cfg, k)
-            knobs[k] = late[k] if k in late and value != value else value  # value != value: NaN
-        elif k in late:
-            knobs[k] = late[k]
-        else:
-            missing.append(k)
-    if missing:
-        raise ConfigError(f"run config {type(cfg).__name__} lacks the technique fields {missing}")
-    return knobs
-
-
-def is_standard(cfg) -> bool:
-    return _knobs(cfg) == neutral_knobs()
+# The registry is part of the run schema (`blurblib.config`, no torch): named here too, where
+# the operations it switches on live.
+from .config import TECHNIQUES, Technique, active, family, get, is_standard, knob_values, names, neutral_knobs  # noqa: E402,F401
 
 
 def prepare(model: nn.Module, cfg, generator=None) -> dict:
@@ -379,7 +284,7 @@ def prepare(model: nn.Module, cfg, generator=None) -> dict:
     random block is never trained). Plain fine-tuning touches nothing, on any architecture.
     Returns what was done, for the run record.
     """
-    knobs = _knobs(cfg)
+    knobs = knob_values(cfg)
     done = {"reinit_params": 0, "mixout_layers": 0, "frozen_params": 0}
     if knobs["reinit_layers"] == 0 and knobs["mixout"] == 0 and knobs["freeze_layers"] == 0:
         return done
@@ -401,7 +306,7 @@ def prepare(model: nn.Module, cfg, generator=None) -> dict:
 
 def param_groups(model: nn.Module, cfg, lr: float, weight_decay: float) -> list[dict]:
     """Optimizer groups: LLRD when cfg.llrd_decay != 1, else the standard decay/no-decay pair."""
-    decay = _knobs(cfg)["llrd_decay"]
+    decay = knob_values(cfg)["llrd_decay"]
     if decay != 1:
         return llrd_param_groups(model, lr, decay, weight_decay)
     return standard_param_groups(model, lr, weight_decay)

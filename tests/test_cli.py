@@ -147,10 +147,10 @@ def test_building_the_parser_imports_no_measuring_code():
     assert proc.stdout.strip() == "False", proc.stderr
 
 
-def test_reproduce_help_and_its_python_m_alias(capsys):
+def test_reproduce_help_and_its_python_m_form(capsys):
     out = _help(["reproduce"], capsys)
     assert "--profile" in out and "--fresh" in out and "--only" in out and "REPORT.md" in out
-    proc = subprocess.run([sys.executable, "-m", "blurblib.reproduce", "--help"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "blurblib.cli", "reproduce", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "usage: blurb reproduce" in proc.stdout, proc.stderr
 

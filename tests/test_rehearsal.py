@@ -74,7 +74,7 @@ def test_across_notebooks_the_rehearsal_covers_every_model_head_technique_knob_a
     assert {(c.model, c.head) for c in rehearsal_runs} >= {("pubmedbert-base", h) for h in ("cls", "token", "mean", "biencoder")}
     assert {c.task for c in rehearsal_runs} == trainable == set(tasks.names()) - {"EBM-PICO"}
     assert set(profiles.get("00_blurb_tour", "paper", rehearse=True).tasks) == set(tasks.names())  # the tour: all 13
-    assert rehearsal.untrainable_tasks("paper", NOTEBOOKS) == {"EBM-PICO": ["02", "03"]}
+    assert reproduce.untrainable_tasks("paper", NOTEBOOKS) == {"EBM-PICO": ["02", "03"]}
     assert {m for m in loaded if models.MODELS[m].source == "hub"} == set(rehearsal.hub_models(
         [profiles.get(n, "paper", rehearse=True) for n in NOTEBOOKS]))
 

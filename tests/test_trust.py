@@ -65,14 +65,18 @@ def test_a_config_with_a_path_as_task_fails_before_the_sweep_reads_the_store(tmp
 
 def test_every_committed_record_is_tied_to_its_run():
     """The committed stores (runs and references) load whole, with nothing moved or warned about."""
-    stores = [REPO / "outputs" / d for d in ("results", "results/references", "calibration", "calibration/references")]
-    before = sorted(p for s in stores for p in (s / "runs").glob("*.json"))
+    from blurblib import reference
+
+    stores = [results.ResultsStore(REPO / "outputs" / d) for d in ("results", "calibration", "scan")]
+    stores += [reference.store_for(REPO / "outputs" / d) for d in ("results", "calibration")]
+    before = sorted(p for s in stores for p in s.runs.glob("*.json"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        counts = [len(results.ResultsStore(s).records()) for s in stores]
+        counts = [len(s.records()) for s in stores]
     assert sum(counts) == len(before) >= 200
-    for path in before:
-        assert results.record_problem(json.loads(path.read_text()), path.stem) is None, path
+    for store in stores:
+        for path in store.runs.glob("*.json"):
+            assert results.record_problem(json.loads(path.read_text()), path.stem, store.config_id) is None, path
 
 
 # --- records tied to their runs -------------------------------------------------------------

@@ -46,8 +46,38 @@ def throughput_figure(df: pd.DataFrame):
     for ax in axes:
         ax.set_xlabel("")
         plt.setp(ax.get_xticklabels(), rotation=25, ha="right", rotation_mode="anchor")
-    _legends_below(fig, [(axes[0], axes[:1], 1), (axes[1], axes[1:], 2)])
+    _legends_below(fig, [(axes[0], axes[:1], 2), (axes[1], axes[1:], 2)])
     return fig
+
+
+# The columns notebook 06's text discusses, under short two-level headers; the CSV keeps all.
+THROUGHPUT_VIEW = {
+    ("train examples/s", "(a) baseline"): "baseline_train_ex_s",
+    ("train examples/s", "(b) tuned"): "tuned_trainer_train_ex_s",
+    ("train examples/s", "(c) blurblib"): "blurblib_train_ex_s",
+    ("speed-up c/a", "train"): "train_ratio_median",
+    ("speed-up c/a", "eval"): "eval_ratio_median",
+    ("speed-up c/b", "train"): "train_ratio_tuned_median",
+    ("speed-up c/b", "eval"): "eval_ratio_tuned_median",
+    ("tokens / example", "(a)"): "baseline_tokens_per_ex",
+    ("tokens / example", "(b)"): "tuned_trainer_tokens_per_ex",
+    ("tokens / example", "(c)"): "blurblib_tokens_per_ex",
+}
+
+
+def throughput_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """`throughput_summary` as a reader needs it: the arms' medians, the speed-ups and the tokens
+    each arm computes per example, one row per task (and the geometric mean), as text with the
+    same decimals down a column and blanks for what a row does not have. The full table (min/max,
+    precision, FLOP/s) is the saved CSV."""
+    shown = {header: column for header, column in THROUGHPUT_VIEW.items() if column in summary}
+    view = summary.set_index("task")[list(shown.values())]
+    view.columns = pd.MultiIndex.from_tuples(shown)
+    view.index.name = None
+    for header in view.columns:
+        digits = 0 if header[0] == "tokens / example" else 2
+        view[header] = view[header].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
+    return view
 
 
 def _log_ratio_axis(ax, ratios: pd.Series, goals) -> None:
@@ -66,15 +96,18 @@ def _log_ratio_axis(ax, ratios: pd.Series, goals) -> None:
 def _legends_below(fig, legends) -> None:
     """Each legend under the panels it serves, outside the data: inside, a legend covers bars or
     points. `legends`: (axes whose handles it shows, axes it sits under, columns)."""
-    fig.tight_layout(rect=(0, 0.16, 1, 1), w_pad=2.0)
-    for source, under, ncol in legends:
-        handles, labels = source.get_legend_handles_labels()
+    for source, _, _ in legends:
         if source.get_legend() is not None:
             source.get_legend().remove()
+    fig.tight_layout(rect=(0, 0.15, 1, 1), w_pad=2.0)
+    renderer = fig.canvas.get_renderer()
+    below = min(ax.get_tightbbox(renderer).y0 for ax in fig.axes) / fig.bbox.height  # under the tick labels
+    for source, under, ncol in legends:
+        handles, labels = source.get_legend_handles_labels()
         if handles:
             left, right = under[0].get_position().x0, under[-1].get_position().x1
-            fig.legend(handles, labels, loc="upper center", bbox_to_anchor=((left + right) / 2, 0.14), ncol=ncol,
-                       frameon=False, fontsize=SMALLEST_FONT, handletextpad=0.4, columnspacing=1.2)
+            fig.legend(handles, labels, loc="upper center", bbox_to_anchor=((left + right) / 2, below - 0.01),
+                       ncol=ncol, frameon=False, fontsize=SMALLEST_FONT, handletextpad=0.4, columnspacing=1.2)
 
 
 def memory_figure(memory: pd.DataFrame, cost: pd.DataFrame | None = None):
@@ -141,7 +174,7 @@ def slimfit_figure(memory: pd.DataFrame, runs: pd.DataFrame):
     order = [ARM_NAMES[a] for a in ARMS if a in set(runs["arm"])]
     palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
     tasks = sorted(runs["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(NOTEBOOK_WIDTH_IN, 3.3 * len(tasks)), 4.2), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         own = runs[runs["task"] == task]
         means = own.groupby("arm_name", as_index=False).agg(peak_mb=("peak_mb", "first"), score=("score", "mean"),
@@ -156,13 +189,14 @@ def slimfit_figure(memory: pd.DataFrame, runs: pd.DataFrame):
             top = float(standard.iloc[0])
             ax.axhspan(top - SLIMFIT_SCORE_BUDGET, top, color="grey", alpha=0.15, lw=0)
             ax.axhline(top, color="black", lw=0.8)
-        ax.set_title(task)
-        ax.set_xlabel(f"peak training memory, MB ({model})")
-        ax.set_ylabel("test score")
-    if axes[0][0].get_legend() is not None:
-        axes[0][0].legend(fontsize=8, title=None)
-    fig.suptitle(f"grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget)", fontsize=9)
-    fig.tight_layout()
+        ax.margins(x=0.15, y=0.08)  # the widest markers (diamonds) sit at the ends of the range: none is cut
+        ax.xaxis.set_major_locator(plt.matplotlib.ticker.MaxNLocator(nbins=4))
+        ax.tick_params(labelsize=SMALLEST_FONT)
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("peak training memory, MB", fontsize=10)
+        ax.set_ylabel("test score", fontsize=10)
+    fig.suptitle(f"{model}; grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget)", fontsize=10)
+    _legends_below(fig, [(axes[0][0], list(axes[0]), len(order))])
     return fig
 
 
@@ -187,11 +221,12 @@ def slimfit_memory_figure(memory: pd.DataFrame):
         schedule = rows["peak_schedule_mb"].where(rows.index.str.startswith("slimfit"), rows["peak_mb"])
         ax.bar(x, schedule, color=[palette[a] for a in rows.index])
         for i, (arm, row) in enumerate(rows.iterrows()):
-            ax.text(i, row["peak_mb"], f"{row['cut_vs_standard']:.2f}x", ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(list(x), [ARM_NAMES[a].replace(" + ", "\n+ ") for a in rows.index], fontsize=8)
+            ax.text(i, row["peak_mb"], f"{row['cut_vs_standard']:.2f}x", ha="center", va="bottom", fontsize=SMALLEST_FONT)
+        ax.set_xticks(list(x), [ARM_NAMES[a].replace(" + ", "\n+ ").replace("static ", "static\n") for a in rows.index],
+                      fontsize=SMALLEST_FONT)
         ax.set_title(name)
         ax.set_ylabel("peak training memory, MB")
-    fig.suptitle("SlimFit bars: dark = its schedule's peak, light = its worst step (the lowest layer trains); "
-                 "label: cut vs standard at the worst step", fontsize=8)
+    fig.suptitle("SlimFit bars: dark = its schedule's peak, light = its worst step (the lowest layer trains);\n"
+                 "label: cut vs standard at the worst step", fontsize=SMALLEST_FONT + 1)
     fig.tight_layout()
     return fig

@@ -112,7 +112,7 @@ def rate_figure(curve: pd.DataFrame):
 
     tasks = sorted(curve["task"].unique())
     palette = dict(zip(CURVE_ARMS, sns.color_palette(n_colors=len(CURVE_ARMS))))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(10.0, 3.3 * len(tasks)), 3.9), squeeze=False)  # notebook width
     for ax, task in zip(axes[0], tasks):
         own = curve[curve["task"] == task]
         start = own[own["arm"] == "standard"]
@@ -127,14 +127,16 @@ def rate_figure(curve: pd.DataFrame):
             ax.axhspan(top - SLIMFIT_SCORE_BUDGET, top, color="grey", alpha=0.15, lw=0)
         rates = own[own["arm"] == "slimfit"].set_index("frozen_fraction")["knob"]
         ticks = sorted(set(own["frozen_fraction"]))
-        ax.set_xticks(ticks, [f"{t:.2f}" + (f"\n{rates[t]}" if t in rates.index else "") for t in ticks], fontsize=8)
-        ax.set_title(task)
-        ax.set_xlabel("layers frozen per step (fraction; SlimFit's rate)")
-        ax.set_ylabel("test score")
+        ax.set_xticks(ticks, [f"{t:.2f}" + (f"\n{rates[t]}" if t in rates.index else "") for t in ticks], fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("layers frozen per step", fontsize=10)
+        ax.set_ylabel("test score", fontsize=10)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
-    fig.suptitle(f"grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.suptitle(f"grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget); "
+                 "under each fraction, SlimFit's rate", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1), w_pad=1.5)
     return fig
 
 

@@ -18,12 +18,9 @@ def stored(name: str, table: str | None = None, out_dir: Path | None = None) -> 
     path = Path(out_dir) if out_dir is not None else benchmarks_dir()
     path = path / f"{name}.json"
     if not path.is_file():
-        from ..bench_commands import BENCHMARKS
-
-        command = name.split("_")[0]
-        how = f"run `blurb bench {command}` to measure it, or " if command in BENCHMARKS else ""
-        raise DataError(f"no committed {name} measurement at {path}; {how}set MEASURE=True in notebook 06 "
-                        "to measure it here")
+        command = name.split("_")[0]  # every benchmark's files start with its command's name
+        raise DataError(f"no committed {name} measurement at {path}; run `blurb bench {command}` to measure it, "
+                        "or set MEASURE=True in notebook 06 to measure it here")
     payload = json.loads(path.read_text())
     frame = pd.DataFrame(payload["tables"][table or name])
     machine = payload.get("machine", {})
