@@ -301,7 +301,7 @@ def run(config: ReferenceConfig, progress: bool = False, device: str = "cpu") ->
 def store_for(out_dir) -> results.ResultsStore:
     """References live beside the runs, in their own store: `OUT/references/runs/<id>.json`."""
     return results.ResultsStore(Path(out_dir) / STORE_SUBDIR, config_id=lambda fields: ReferenceConfig(**fields).run_id,
-                                known_fields={f.name for f in dataclasses.fields(ReferenceConfig)})
+                                known_fields={f.name for f in dataclasses.fields(ReferenceConfig)}, shape=None)
 
 
 def run_references(configs, out_dir, progress: bool = True, device: str = "cpu") -> pd.DataFrame:

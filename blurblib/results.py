@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import record as record_shape
 from .config import RunConfig, backfill
 from .errors import ConfigError, DataError, StoreWarning
 
@@ -62,7 +63,7 @@ def run_config_id(fields: dict) -> str:
 _RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
-def record_problem(record, name: str | None = None, config_id=run_config_id) -> str | None:
+def record_problem(record, name: str | None = None, config_id=run_config_id, shape=record_shape.check) -> str | None:
     """Why `record` cannot be trusted as the record of run `name` (its file name), or None.
 
     A record is one run's only when its `run_id` is its file name and the content id of its own
@@ -83,7 +84,7 @@ def record_problem(record, name: str | None = None, config_id=run_config_id) -> 
         return f"its config does not describe a run ({err})"
     if own != run_id:
         return f"it names the run {run_id} but its config is the run {own}"
-    return None
+    return shape(record) if shape is not None else None
 
 
 def unknown_fields(record: dict, known=_RUN_FIELDS) -> list[str]:
@@ -99,8 +100,9 @@ class ResultsStore:
     what a record's config is (a `RunConfig` by default; the references' store passes the
     frozen-encoder reference's), so the store checks each record against its own config."""
 
-    def __init__(self, root: str | os.PathLike, config_id=run_config_id, known_fields=_RUN_FIELDS):
-        self.config_id, self.known_fields = config_id, frozenset(known_fields)
+    def __init__(self, root: str | os.PathLike, config_id=run_config_id, known_fields=_RUN_FIELDS,
+                 shape=record_shape.check):
+        self.config_id, self.known_fields, self.shape = config_id, frozenset(known_fields), shape
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise DataError(f"results store {self.root} is a file, not a folder; pass a folder (--out DIR, results_dir=)")
@@ -125,7 +127,7 @@ class ResultsStore:
     def write(self, record: dict) -> Path:
         """Store `record` atomically; refused unless it is tied to its run (`record_problem`)."""
         run_id = record.get("run_id") if isinstance(record, dict) else None
-        problem = record_problem(record, config_id=self.config_id)
+        problem = record_problem(record, config_id=self.config_id, shape=self.shape)
         if problem:
             raise DataError(f"refused to store a record in {self.runs}: {problem}. A record is stored only as "
                             "train.run returned it for its config; rerun that config instead of editing the record")
@@ -231,7 +233,7 @@ class ResultsStore:
                           f"({', '.join(unknown_fields(record, self.known_fields))}): it was written by a newer version and is skipped "
                           "(left in place); update this clone (git pull) to read it", StoreWarning, stacklevel=3)
             return None
-        problem = record_problem(record, path.name[:-len(".json")], self.config_id)
+        problem = record_problem(record, path.name[:-len(".json")], self.config_id, self.shape)
         if problem:
             self._quarantine(path, problem)
             return None

@@ -25,6 +25,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from . import encoding, heads, machine, metrics, models, optim, precision, slimfit, tasks, techniques
 from .config import RunConfig
+from .record import RunRecord
 
 # Subsamples are drawn with a fixed seed so that every fine-tuning seed sees the same
 # examples: the spread over seeds then measures fine-tuning instability, not sampling.
@@ -180,7 +181,7 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_test: bool = True) -> dict:
+def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_test: bool = True) -> RunRecord:
     """Fine-tune once and return the result record (see ARCHITECTURE.md, "Run records").
 
     `score_test=False` never reads the test split (`test_score` is None): recipes are chosen
@@ -211,7 +212,7 @@ def run(config: RunConfig, device: str = "cpu", progress: bool = True, score_tes
     trainable = [p for p in model.parameters() if p.requires_grad]
     ils = slimfit.attach(model, config, optimizer)  # None unless config.slimfit_rate: layers frozen step by step
 
-    record = {
+    record: RunRecord = {
         "run_id": config.run_id,
         "config": dataclasses.asdict(config),
         "technique": config.technique,

@@ -160,3 +160,14 @@ def test_locks_of_live_processes_and_other_hosts_are_respected(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_record_of_the_wrong_shape_is_refused():
+    from blurblib import record
+
+    good = {"run_id": "x", "config": {}, "status": "ok", "test_score": 61.5, "dev_score": None}
+    assert record.check(good) is None
+    assert "status" in record.check({**good, "status": "done"})
+    assert "test_score" in record.check({**good, "test_score": "61.5"})
+    assert "dev_score" in record.check({**good, "dev_score": float("nan")})
+    assert "config" in record.check({**good, "config": None})
