@@ -139,6 +139,26 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remedies(args: argparse.Namespace) -> int:
+    from . import grids, plots, profiles, remedies, stats, sweep
+    from .errors import ConfigError
+
+    P = profiles.get("03_stabilization", args.profile)
+    arm_configs = grids.remedy_configs(P)
+    if not arm_configs:
+        raise ConfigError(f"profile {args.profile!r} lists no unstable setting for the remedies "
+                          "(profiles: StabilizationSettings.unstable); try --profile full")
+    configs = [c for _, c in arm_configs]
+    print(sweep.format_plan(P.plan(configs)))
+    if args.dry_run:
+        return 0
+    P.run_sweep(configs, workers=args.workers)
+    runs = remedies.records(arm_configs, P.results_dir)
+    table = stats.combined(remedies.claims(runs), remedies.size_claims(runs))
+    print(plots.claims_view(table).to_string(index=False))
+    return 0
+
+
 def _run_or_plan(configs, args: argparse.Namespace, any_precision: bool = False) -> int:
     """Check every config first, so a bad value fails here and not after the plan (or an hour in)."""
     from . import sweep
@@ -250,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--max-steps", type=int, default=None, help="only cells of at most this many optimisation steps")
     sc.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     sc.set_defaults(func=_scan)
+
+    rm = sub.add_parser("remedies", help="the remedies grid on the unstable settings a profile chose (notebook 03)",
+                        description="Train the remedies grid's missing runs (resumable) on the unstable settings "
+                                    "of notebook 03's profile (StabilizationSettings.unstable) and print its claims.")
+    rm.add_argument("--profile", default="full", help="whose settings (default: full)")
+    rm.add_argument("--workers", type=int, default=None, help="worker processes (default: one per 2 cores)")
+    rm.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    rm.set_defaults(func=_remedies)
 
     rep = sub.add_parser("reproduce", help="execute every numbered notebook (papermill), then write outputs/REPORT.md",
                          description="Execute every numbered notebook under one profile with papermill (executed "

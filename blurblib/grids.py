@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import calibration, instability, pretrain, reference, sweep, tasks
+from . import calibration, instability, pretrain, reference, remedies, sweep, tasks
 from .config import RunConfig
 from .errors import UnknownNameError
 from .profiles import Profile
@@ -94,7 +94,16 @@ def stabilization(P: Profile) -> Grid:
     knobs = [c for knob, values in X.knobs.items()
              for c in sweep.expand(P.sweep(tasks=[X.knob_task], models=X.knob_models,
                                                techniques=[{knob: v} for v in values], seeds=X.knob_seeds))]
-    return Grid(parts={"main": main, "knobs": knobs}, referenced=("main",), left_out=tuple(left_out), scan=scan_configs(P))
+    parts = {"main": main, "knobs": knobs}
+    if X.unstable:
+        parts["remedies"] = [c for _, c in remedy_configs(P)]
+    return Grid(parts=parts, referenced=("main",), left_out=tuple(left_out), scan=scan_configs(P))
+
+
+def remedy_configs(P: Profile) -> list[tuple[str, RunConfig]]:
+    """(arm, config) of the remedies grid on the profile's chosen unstable settings."""
+    X = P.settings
+    return remedies.configs(X.unstable, X.scan, X.remedy_seeds, _precision(P)) if X.unstable else []
 
 
 def scan_configs(P: Profile) -> list[RunConfig]:

@@ -125,6 +125,8 @@ class StabilizationSettings:
     knob_seeds: tuple[int, ...] | None = None  # None: the profile's seeds
     knob_models: tuple[str, ...] | None = None  # None: the profile's models
     scan: instability.ScanSettings | None = None  # where fine-tuning is unstable (dev only, its own store)
+    unstable: tuple = ()  # remedies.Setting: the scan's unstable-but-learnable cells the remedies are tested on
+    remedy_seeds: tuple[int, ...] = ()  # seeds of the remedies grid (power.seeds_for_failure: many)
 
 
 @dataclass(frozen=True)

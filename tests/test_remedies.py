@@ -39,3 +39,28 @@ def test_claims_separate_helps_from_stabilises_and_control_lpft():
     lpft = table[(table["arm"] == "lpft3") & (table["against"] == "standard +3 epochs")].set_index("kind")
     assert lpft.loc["helps (mean)", "estimate"] == 0 and lpft.loc["helps (mean)", "verdict"] == "inconclusive"
     assert "p_holm" in table and table["power"].notna().all()
+
+
+def test_a_profile_with_unstable_settings_plans_the_remedies_grid():
+    from blurblib import grids, profiles
+
+    P = profiles.get("03_stabilization", "smoke")
+    assert "remedies" not in grids.stabilization(P).parts  # none chosen: nothing planned
+    chosen = profiles.replace(P, settings=__import__("dataclasses").replace(
+        P.settings, unstable=(remedies.Setting("GAD", "cls", 24, "stabilised"),), remedy_seeds=(1, 2)))
+    part = grids.stabilization(chosen).parts["remedies"]
+    assert len(part) == 2 * len(remedies.ARMS) and {c.train_limit for c in part} == {24}
+
+
+def test_remedies_command_names_the_missing_settings(capsys):
+    from blurblib import cli
+
+    assert cli.main(["remedies", "--profile", "default", "--dry-run"]) != 0
+    assert "lists no unstable setting" in capsys.readouterr().err
+
+
+def test_planned_seeds_come_from_the_power_function():
+    from blurblib import power
+
+    n = remedies.planned_seeds()
+    assert power.failure_power(n, 0.5, 0.1, 0.05 / remedies.claims_per_setting()) >= 0.8
