@@ -157,16 +157,19 @@ def records(configs_: list[RunConfig], store, refs: pd.DataFrame | None = None,
     best = pd.to_numeric(df["dev_score"], errors="coerce")
     df["failed_best"] = (df["status"] != "ok") | best.isna() | (best <= df["trivial_dev_score"] + 1e-9)
     if refs is not None and not refs.empty:
-        by_id = dict(zip(refs["run_id"], refs["dev_score"]))
-        df["reference_dev"] = [by_id.get(reference.ReferenceConfig.for_run(c).run_id, np.nan)
-                               for c in _configs_of(df)]
+        by_data = {_data_key(r): r["dev_score"] for _, r in refs.iterrows()}
+        df["reference_dev"] = [by_data.get(_data_key(r), np.nan) for _, r in df.iterrows()]
     return df
 
 
-def _configs_of(df: pd.DataFrame) -> list[RunConfig]:
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    return [RunConfig(**{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items() if k in names})
-            for row in df[[c for c in df.columns if c in names]].astype(object).to_dict("records")]
+REFERENCE_KEY = ("task", "model", "train_limit", "eval_limit", "max_length")
+
+
+def _data_key(row) -> tuple:
+    """What a frozen reference shares with a run: the model and the data it saw (None for "all")."""
+    def plain(value):
+        return None if value is None or pd.isna(value) else (int(value) if not isinstance(value, str) else value)
+    return tuple(plain(row[k]) for k in REFERENCE_KEY)
 
 
 def cell_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -195,6 +198,13 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
 def _steps(row) -> int:
     """Optimisation steps of a run: batches per epoch times epochs."""
     return int(np.ceil(row["n_train"] / row["batch_size"]) * row["epochs"])
+
+
+def chosen_settings(table: pd.DataFrame, k: int = 2, min_seeds: int = 10) -> pd.DataFrame:
+    """The settings the remedies are tested on: the `k` most balanced unstable-but-learnable
+    cells, at most one per task (a remedy's verdict then speaks for more than one task)."""
+    picked = unstable_settings(table, min_seeds)
+    return picked.drop_duplicates("task").head(k)
 
 
 def unstable_settings(table: pd.DataFrame, min_seeds: int = 10) -> pd.DataFrame:

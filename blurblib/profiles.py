@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from . import calibration, instability, parameters, paths, power, precision, rehearsal, sweep
+from . import calibration, instability, parameters, paths, power, precision, rehearsal, remedies, sweep
 from .errors import UnknownNameError
 from .sweep import SweepSpec, check_backend, run_sweep
 
@@ -265,6 +265,16 @@ def seed_plan(P: "Profile") -> str:
             + f"; 80% power for 1 sd needs {power.seeds_for_paired(PLANNED_EFFECT_SD, claims=claims)}")
 
 
+# The settings the remedies are tested on: `instability.chosen_settings` on the default profile's
+# committed scan (outputs/tables/03_stabilization_scan.csv; a test checks the two agree). Their
+# grid (43 seeds x 10 arms each) trains under the `full` profile (`blurb remedies`), across sessions.
+UNSTABLE = (
+    remedies.Setting("GAD", "mean", 300, "stabilised", why="the most balanced unstable-but-learnable cell of GAD"),
+    remedies.Setting("NCBI-disease", "token", 100, "bert-original",
+                     why="the most balanced unstable-but-learnable cell of NCBI-disease"),
+)
+
+
 # notebook -> profile -> fields of Profile. Seeds: the paper uses 5, and 10 for the small sets.
 _NOTEBOOKS: dict[str, dict[str, dict]] = {
     "00_blurb_tour": {
@@ -323,7 +333,8 @@ _NOTEBOOKS: dict[str, dict[str, dict]] = {
                      seeds=tuple(range(1, 11)),
                      techniques=_TECHNIQUES_03,
                      settings=StabilizationSettings(knob_task="BIOSSES", knobs={"freeze_layers": (1, 2, 4, 5), "llrd_decay": (0.95, 0.9, 0.7, 0.6), "reinit_layers": (2, 3)},
-                                                    scan=instability.FULL)),
+                                                    scan=instability.FULL, unstable=UNSTABLE,
+                                                    remedy_seeds=tuple(range(1, remedies.planned_seeds(len(UNSTABLE)) + 1)))),
         "paper": dict(models=("pubmedbert-base", "pubmedbert-large", "pubmedelectra-base"), tasks=_ALL_TASKS, seeds=tuple(range(1, 11)),
                       techniques=({}, {"freeze_layers": 6}, {"llrd_decay": 0.9}, {"reinit_layers": 1}), device="cuda",
                       settings=StabilizationSettings(knob_task="BIOSSES", knobs={"freeze_layers": (3, 9), "llrd_decay": (0.95, 0.8), "reinit_layers": (2, 3)})),

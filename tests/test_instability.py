@@ -108,3 +108,15 @@ def test_the_default_scan_is_the_cheap_cells_of_the_full_one():
     assert {c.run_id for c in default} < {c.run_id for c in full}
     assert all(sweep.train_steps(c) <= 100 for c in default)
     assert {c.task for c in default} == {"BIOSSES", "GAD", "NCBI-disease", "ChemProt"}
+
+
+def test_the_remedies_settings_are_what_the_committed_scan_chose():
+    from blurblib import paths, profiles
+
+    table = pd.read_csv(paths.REPO_ROOT / "outputs" / "tables" / "03_stabilization_scan.csv")
+    table["train_limit"] = table["train_limit"].astype("Int64")
+    chosen = instability.chosen_settings(table)
+    committed = [(s.task, s.head, s.train_limit, s.recipe) for s in profiles.UNSTABLE]
+    assert [tuple(r) for r in chosen[["task", "head", "train_limit", "recipe"]].itertuples(index=False)] == committed
+    full = profiles.get("03_stabilization", "full").settings
+    assert full.unstable == profiles.UNSTABLE and len(full.remedy_seeds) >= 20
