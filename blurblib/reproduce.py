@@ -273,7 +273,9 @@ def summary_section(tables: Path) -> list[str]:
     for path in sorted(tables.glob("[0-9][0-9]_*_claims.csv")):
         claims = pd.read_csv(path)
         for _, row in claims[claims["claim"].isin(paper)].iterrows():
-            where = " / ".join(str(row[c]) for c in ("task", "model", "technique", "kind") if c in row and pd.notna(row[c]))
+            where = " / ".join(f"{c} {row[c]}" if c == "reinit_layers" else str(row[c])
+                               for c in ("task", "model", "small", "large", "technique", "reinit_layers", "kind")
+                               if c in row and pd.notna(row[c]))
             rows.append({"notebook": path.name[:2], "claim": row["claim"], "tested on": where,
                          "effect [95% CI]": f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]",
                          "n": row["n"], "p (Holm)": p_text(row.get("p_holm", row["p_value"])), "verdict": row["verdict"]})
