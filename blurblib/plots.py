@@ -301,10 +301,13 @@ def instability_scan(table: pd.DataFrame):
     optimiser recipe. Unstable-but-learnable cells (some seeds fail, some beat the frozen
     reference) are ringed: there a remedy has something to remove."""
     task_order = list(dict.fromkeys(table["task"]))
-    fig, axes = plt.subplots(2, len(task_order), figsize=(3.1 * len(task_order), 5.6), squeeze=False, sharey="row")
+    fig, axes = plt.subplots(2, len(task_order), figsize=(3.1 * len(task_order), 6.6), squeeze=False, sharey="row")
     styles = {"stabilised": "-", "bert-original": "--"}
-    heads = sorted(table["head"].unique())
-    colours = dict(zip(heads, sns.color_palette("colorblind", len(heads))))
+    order = ["cls", "mean", "biencoder", "token"]  # fixed, so a head keeps its colour in every figure
+    heads = sorted(table["head"].unique(), key=lambda h: order.index(h) if h in order else len(order))
+    palette = sns.color_palette("colorblind")
+    colours = dict(zip(order, (palette[0], palette[2], palette[4], palette[3])))  # blue, green, purple, red
+    colours.update({h: "grey" for h in heads if h not in colours})
     for column, task in enumerate(task_order):
         group = table[table["task"] == task]
         for (head, recipe), line in group.groupby(["head", "recipe"], sort=True):
@@ -321,8 +324,8 @@ def instability_scan(table: pd.DataFrame):
             ax.xaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
             ax.xaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
             ax.set_xticks(sorted(table["steps"].unique()))
-    axes[0, 0].set_ylabel("failed at end of training")
-    axes[1, 0].set_ylabel("seed sd of final dev score")
+    axes[0, 0].set_ylabel("failed (end of training)")
+    axes[1, 0].set_ylabel("seed sd (final dev)")
     axes[0, 0].set_ylim(-0.05, 1.05)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for ax in axes[0, 1:]:
@@ -330,7 +333,7 @@ def instability_scan(table: pd.DataFrame):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=9,
-               title="ringed: unstable but learnable", title_fontsize=9)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=9,
+               title="ringed: unstable but learnable (some seeds fail, some beat the frozen probe)", title_fontsize=9)
     return fig
