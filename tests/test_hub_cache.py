@@ -234,8 +234,8 @@ def test_overrides_shrink_a_twin_only_when_asked():
         twins._revision(spec, 1, {"num_hidden_layers": 2})
 
 
-def test_the_readme_lists_every_hub_model_and_how_its_twin_was_completed():
-    section = (paths.REPO_ROOT / "README.md").read_text().split("## Running the paper's models")[1].split("\n## ")[0]
+def test_the_docs_list_every_hub_model_and_how_its_twin_was_completed():
+    section = (paths.REPO_ROOT / "docs" / "paper-models.md").read_text().split("# Running the paper's models")[1].split("\n## ")[0]
     for name in twins.hub_names():
         row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"`{models.get(name).hub_id}`" in row
