@@ -277,7 +277,7 @@ def summary_section(tables: Path) -> list[str]:
                                for c in ("task", "model", "small", "large", "technique", "reinit_layers", "kind")
                                if c in row and pd.notna(row[c]))
             rows.append({"notebook": path.name[:2], "claim": row["claim"], "tested on": where,
-                         "effect [95% CI]": f"{row['estimate']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]",
+                         "effect [95% CI]": f"{_num(row['estimate'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}]",
                          "n": row["n"], "p (Holm)": p_text(row.get("p_holm", row["p_value"])), "verdict": row["verdict"]})
     if not rows:
         return []
@@ -285,6 +285,11 @@ def summary_section(tables: Path) -> list[str]:
             "Per task, in the task's metric; the verdict rule and the tests are `blurblib.stats` "
             "(Holm-adjusted over each notebook's claims; a test at its floor is never decided).", "",
             to_markdown(pd.DataFrame(rows)), ""]
+
+
+def _num(value) -> str:
+    """A number for a reader: two decimals, or a dash where there is none (an undecided claim)."""
+    return f"{value:.2f}" if pd.notna(value) else "–"
 
 
 def learned_section(path: Path) -> list[str]:
