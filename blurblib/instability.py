@@ -172,6 +172,10 @@ def _data_key(row) -> tuple:
     return tuple(plain(row[k]) for k in REFERENCE_KEY)
 
 
+TABLE_COLUMNS = ["steps", "seeds", "failed", "failed_low", "failed_high", "failed_at_best_dev", "final_dev_mean",
+                 "final_dev_sd", "trivial_dev", "reference_dev", "beat_reference", "unstable_but_learnable"]
+
+
 def cell_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per cell: seeds, failure rate at the end of training with its Wilson interval, the same
     judged at the best dev epoch (what best-dev selection shows), final dev mean and seed sd,
@@ -179,6 +183,8 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
     probe is below that), and whether the cell is unstable but learnable (some seeds fail, some
     beat the reference)."""
     rows = []
+    if df.empty:  # a profile without a scan (the paper's)
+        return pd.DataFrame(columns=[*CELL_COLUMNS, *TABLE_COLUMNS])
     for key, g in df.groupby(CELL_COLUMNS, sort=False, dropna=False):
         final = pd.to_numeric(g["final_dev_score"], errors="coerce")
         n, failures = len(g), int(g["failed_final"].sum())
