@@ -63,16 +63,11 @@ def fair_pairs(df: pd.DataFrame, column: str, a, b, on=("task", "model", "seed")
     """The runs of arms `a` and `b` matched on `on`, keeping only pairs trained at the same
     precision on the same kind of machine: columns score_a/score_b (best dev checkpoint) and
     failed_a/failed_b (judged at the end of training); `attrs["dropped"]` counts the unfair pairs."""
-    fair = [k for k in stats.FAIR_PAIR_KEYS if k in df.columns]
     data = df.assign(_failed=stats.failed(df), _score=pd.to_numeric(df[score], errors="coerce"))
-    left = data[data[column] == a].set_index(list(on))[["_score", "_failed", *fair]]
-    right = data[data[column] == b].set_index(list(on))[["_score", "_failed", *fair]]
-    both = pd.merge(left, right, left_index=True, right_index=True, suffixes=("_a", "_b"))
-    same = np.logical_and.reduce([both[f"{k}_a"].astype(str) == both[f"{k}_b"].astype(str) for k in fair]) \
-        if fair else np.ones(len(both), dtype=bool)
-    out = both.loc[same].rename(columns={"_score_a": "score_a", "_score_b": "score_b", "_failed_a": "failed_a",
-                                         "_failed_b": "failed_b"})[["score_a", "score_b", "failed_a", "failed_b"]]
-    out.attrs["dropped"] = int((~same).sum())
+    both, dropped = stats.match_fair(data, column, a, b, on, ["_score", "_failed"])
+    out = both.rename(columns={"_score_a": "score_a", "_score_b": "score_b", "_failed_a": "failed_a",
+                               "_failed_b": "failed_b"})[["score_a", "score_b", "failed_a", "failed_b"]]
+    out.attrs["dropped"] = dropped
     return out
 
 

@@ -229,15 +229,23 @@ def paired(df: pd.DataFrame, column: str, better: str, worse: str, claim: str,
     only if they trained at the same precision on the same kind of machine (`FAIR_PAIR_KEYS`,
     where the table has them); the pairs that did not are counted in `dropped`.
     """
+    both, dropped = match_fair(df, column, better, worse, on, [score])
+    pairs = both[[f"{score}_a", f"{score}_b"]].apply(pd.to_numeric, errors="coerce").dropna()
+    diff = (pairs[f"{score}_a"] - pairs[f"{score}_b"]).to_numpy()
+    return compare(diff, claim, f"{better} - {worse} ({score}, points)", dropped=dropped)
+
+
+def match_fair(df: pd.DataFrame, column: str, a, b, on, values) -> tuple[pd.DataFrame, int]:
+    """Arms `a` and `b` of `column` matched on `on`, their `values` as `<value>_a` / `<value>_b`,
+    keeping only pairs trained at the same precision on the same kind of machine
+    (`FAIR_PAIR_KEYS`, where the table has them); also how many pairs were dropped for that."""
     fair = [k for k in FAIR_PAIR_KEYS if k in df.columns]
-    a = df[df[column] == better].set_index(list(on))
-    b = df[df[column] == worse].set_index(list(on))
-    both = pd.merge(a[[score, *fair]], b[[score, *fair]], left_index=True, right_index=True, suffixes=("_a", "_b"))
+    left = df[df[column] == a].set_index(list(on))[[*values, *fair]]
+    right = df[df[column] == b].set_index(list(on))[[*values, *fair]]
+    both = pd.merge(left, right, left_index=True, right_index=True, suffixes=("_a", "_b"))
     same = np.logical_and.reduce([both[f"{k}_a"].astype(str) == both[f"{k}_b"].astype(str) for k in fair]) \
         if fair else np.ones(len(both), dtype=bool)
-    pairs = both.loc[same, [f"{score}_a", f"{score}_b"]].apply(pd.to_numeric, errors="coerce").dropna()
-    diff = (pairs[f"{score}_a"] - pairs[f"{score}_b"]).to_numpy()
-    return compare(diff, claim, f"{better} - {worse} ({score}, points)", dropped=int((~same).sum()))
+    return both.loc[same], int((~same).sum())
 
 
 def compare(diff, claim: str, effect: str, dropped: int = 0) -> Comparison:
