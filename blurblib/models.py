@@ -62,6 +62,8 @@ class ModelSpec:
     vocabulary: str
     pretrained: bool
     hub_id: str | None = None
+    # hub entries: the commit fetched and loaded (`HUB_REVISIONS`); None means the repo's main branch
+    revision: str | None = None
     lowercase: bool = True
     # shape entries and hub twins: the shared-models folder whose config.json to start from, the
     # published sizes not in any file here, and (hub) the folder with the tokenizer files
@@ -79,12 +81,28 @@ def shared_folder_name(hub_id: str) -> str:
     return hub_id.replace("/", "__")
 
 
+# The hub commit each checkpoint is pinned to: a later push to a repo's main branch cannot change what a
+# run loads. Each is the revision that shared/models/README.md verified (file hashes of the official
+# files, or a full clone of the hub repo's history). Repos absent here have no commit we could verify
+# from this machine: they load main, and `blurb models list` says "unpinned".
+HUB_REVISIONS = {
+    "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract": "d673b8835373c6fa116d6d8006b33d48734e305d",
+    "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext": "e1354b7a3a09615f6aba48dfad4b7a613eef7062",
+    "microsoft/BiomedNLP-BiomedBERT-large-uncased-abstract": "f18ff5ec008285849e7c467b2618262b0def6238",
+    "google-bert/bert-base-uncased": "86b5e0934494bd15c9632b12f734a8a67f723594",
+    "FacebookAI/roberta-base": "e2da8e2f811d1448a5b465c236feacd80ffbac7b",
+    "allenai/scibert_scivocab_uncased": "24f92d32b1bfb0bcaf9ab193ff3ad01e87732fc1",
+    "michiyasunaga/BioLinkBERT-large": "1eb6d81c5fc1c42d3a43c71956b0e526558ae053",
+}
+
+
 def _hub(name, hub_id, family, size, layers, hidden, domain, vocabulary, lowercase=True, notes="",
          config_from=None, overrides=(), vocab_from=None):
-    """A hub checkpoint; its twin recipe defaults to its own shared-models folder (config and vocab)."""
+    """A hub checkpoint at its pinned revision; its twin recipe defaults to its own shared-models folder."""
     own = shared_folder_name(hub_id)
     return ModelSpec(name, "hub", hub_id, family, size, layers, hidden, domain, vocabulary, True,
-                     hub_id=hub_id, lowercase=lowercase, notes=notes, config_from=config_from or own,
+                     hub_id=hub_id, revision=HUB_REVISIONS.get(hub_id), lowercase=lowercase, notes=notes,
+                     config_from=config_from or own,
                      config_overrides=tuple(overrides), vocab_from=vocab_from or own)
 
 
@@ -209,7 +227,7 @@ def format_table() -> str:
 
 def _status(spec: ModelSpec) -> str:
     if spec.source == "hub":
-        return ("hub (offline)" if packs.hub_offline() else "hub") + ": " + _hub_cache_state(spec.hub_id)
+        return ("hub (offline)" if packs.hub_offline() else "hub") + ": " + _hub_cache_state(spec)
     if spec.source == "pack":
         return "installed" if (packs.pack_dir(spec.name) / "model.safetensors").is_file() else \
             f"not installed: blurb models install {spec.name}"
@@ -267,7 +285,7 @@ def load(name: str, task, num_labels: int | None = None, head: str | None = None
 def _from_pretrained(model_cls, spec: ModelSpec, source: str, config, kwargs: dict, **extra):
     """`model_cls.from_pretrained` from safetensors only, with the fix named when that fails."""
     if spec.source == "hub" and kwargs.get("local_files_only"):
-        extra = {**_cached_hub_weights(spec), **extra}
+        kwargs = {**kwargs, **_cached_hub_weights(spec, kwargs.get("revision"))}
     try:
         return model_cls.from_pretrained(source, config=config, use_safetensors=True, **kwargs, **extra)
     except OSError as err:
@@ -440,28 +458,37 @@ _LOCAL_ALTERNATIVES = ("Or pass a local copy's directory (config.json, model.saf
                        "a *-shape entry (random init)")
 
 
+def _pin(spec: ModelSpec) -> dict:
+    return {"revision": spec.revision} if spec.revision else {}
+
+
 def _hub_source(spec: ModelSpec) -> tuple[str, dict]:
-    """Online: the hub id, as transformers reads it. Offline: the hub id read from the HF cache only
-    (`local_files_only`: no request, no retry), or at once the error naming the command that fetches it."""
+    """Online: the hub id at its pinned revision, as transformers reads it. Offline: the same read from
+    the HF cache only (`local_files_only`: no request, no retry; a shape-true twin sits on main, so it is
+    read there), or at once the error naming the command that fetches the pinned revision."""
     if not packs.hub_offline():
-        return spec.hub_id, {}
-    if packs.cached_hub_file(spec.hub_id, "config.json"):  # fetched on a login node, or by an earlier online run
+        return spec.hub_id, _pin(spec)
+    if packs.cached_twin(spec.hub_id):
         return spec.hub_id, {"local_files_only": True}
-    raise packs.missing_from_cache(
-        f"model {spec.name!r}", spec.hub_id,
-        f"is not in the local Hugging Face cache ({packs.hub_cache_dir()}) and the hub is unreachable from here "
-        "(offline, or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set)", _LOCAL_ALTERNATIVES)
+    if packs.cached_hub_file(spec.hub_id, "config.json", revision=spec.revision):  # fetched on a login node
+        return spec.hub_id, {"local_files_only": True, **_pin(spec)}
+    other = packs.cached_hub_file(spec.hub_id, "config.json")
+    problem = (f"is in the local Hugging Face cache ({packs.hub_cache_dir()}) at revision {other.parent.name[:7]}, "
+               f"not at the registry's pinned revision {spec.revision}" if other else
+               f"is not in the local Hugging Face cache ({packs.hub_cache_dir()}) and the hub is unreachable from "
+               "here (offline, or HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set)")
+    raise packs.missing_from_cache(f"model {spec.name!r}", spec.hub_id, problem, _LOCAL_ALTERNATIVES, spec.revision)
 
 
-def _cached_hub_weights(spec: ModelSpec) -> dict:
-    """`from_pretrained` kwargs for the cached safetensors (main, or the conversion bot's pull request)."""
-    revision = packs.cached_weights_revision(spec.hub_id)
-    if revision is None:
+def _cached_hub_weights(spec: ModelSpec, revision: str | None) -> dict:
+    """`from_pretrained` kwargs for the cached safetensors (at `revision`, or the conversion bot's pull request)."""
+    found = packs.cached_weights_revision(spec.hub_id, revision)
+    if found is None:
         raise packs.missing_from_cache(
             f"model {spec.name!r}", spec.hub_id,
             f"is in the local Hugging Face cache ({packs.hub_cache_dir()}) without safetensors weights "
-            "(model.safetensors; pickled pytorch_model.bin is never loaded)", _LOCAL_ALTERNATIVES)
-    return {} if revision == "main" else {"revision": revision}
+            "(model.safetensors; pickled pytorch_model.bin is never loaded)", _LOCAL_ALTERNATIVES, revision)
+    return {} if found == "main" else {"revision": found}
 
 
 def fetch(names: list[str] | None = None) -> dict[str, Path]:
@@ -474,16 +501,18 @@ def fetch(names: list[str] | None = None) -> dict[str, Path]:
     if not_hub:
         raise ConfigError(f"fetch downloads hub models; {', '.join(not_hub)} are not (`blurb models list` says how "
                           "each model is installed)")
-    return {spec.name: packs.fetch_hub(spec.hub_id) for spec in specs}
+    return {spec.name: packs.fetch_hub(spec.hub_id, spec.revision) for spec in specs}
 
 
-def _hub_cache_state(hub_id: str) -> str:
-    """What `blurb models list` says about a hub model's copy in the HF cache."""
-    if packs.cached_twin(hub_id):
+def _hub_cache_state(spec: ModelSpec) -> str:
+    """What `blurb models list` says about a hub model's copy in the HF cache, and its pin."""
+    pin = f"@{spec.revision[:7]}" if spec.revision else "@main (unpinned)"
+    if packs.cached_twin(spec.hub_id):
         return "twin in HF cache (random init)"
-    if not packs.cached_hub_file(hub_id, "config.json"):
-        return "not in HF cache"
-    return "in HF cache" if packs.cached_weights_revision(hub_id) else "in HF cache without safetensors"
+    if not packs.cached_hub_file(spec.hub_id, "config.json", revision=spec.revision):
+        return f"{pin} not in HF cache"
+    return f"{pin} in HF cache" if packs.cached_weights_revision(spec.hub_id, spec.revision) else \
+        f"{pin} in HF cache without safetensors"
 
 
 # ----------------------------------------------------------------------------- shape-true random init

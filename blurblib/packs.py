@@ -323,16 +323,17 @@ def hub_repo_dir(hub_id: str, cache_dir: Path | None = None) -> Path:
     return Path(cache_dir or hub_cache_dir()) / repo_folder_name(repo_id=hub_id, repo_type="model")
 
 
-def hub_fetch_command(hub_id: str) -> str:
-    """The shell command that puts `hub_id` into the HF cache on a machine with internet
-    (`hf` is the CLI of the pinned huggingface_hub; it honours HF_HOME like every other reader)."""
+def hub_fetch_command(hub_id: str, revision: str | None = None) -> str:
+    """The shell command that puts `hub_id` (at `revision`, the registry's pin) into the HF cache on a
+    machine with internet (`hf` is the CLI of the pinned huggingface_hub; it honours HF_HOME like every other reader)."""
     includes = " ".join(f'--include "{pattern}"' for pattern in HUB_FETCH_PATTERNS)
-    return f"hf download {hub_id} {includes}"
+    return f"hf download {hub_id}" + (f" --revision {revision}" if revision else "") + f" {includes}"
 
 
-def hub_fetch_python(hub_id: str) -> str:
+def hub_fetch_python(hub_id: str, revision: str | None = None) -> str:
     """The same download as one huggingface_hub call."""
-    return f"huggingface_hub.snapshot_download({hub_id!r}, allow_patterns={list(HUB_FETCH_PATTERNS)!r})"
+    pin = f", revision={revision!r}" if revision else ""
+    return f"huggingface_hub.snapshot_download({hub_id!r}{pin}, allow_patterns={list(HUB_FETCH_PATTERNS)!r})"
 
 
 def cached_hub_file(hub_id: str, filename: str, revision: str | None = None) -> Path | None:
@@ -343,11 +344,12 @@ def cached_hub_file(hub_id: str, filename: str, revision: str | None = None) -> 
     return Path(found) if isinstance(found, str) else None
 
 
-def cached_weights_revision(hub_id: str) -> str | None:
-    """Which cached revision holds safetensors weights: "main", else the commit of another cached ref
-    (`refs/pr/N`, where the conversion bot's safetensors live when main has only pickles), else None."""
-    if any(cached_hub_file(hub_id, name) for name in HUB_WEIGHT_FILES):
-        return "main"
+def cached_weights_revision(hub_id: str, revision: str | None = None) -> str | None:
+    """Which cached revision holds safetensors weights: `revision` (a pinned commit; "main" when None),
+    else the commit of another cached ref (`refs/pr/N`, where the conversion bot's safetensors live when
+    the repo has only pickles), else None."""
+    if any(cached_hub_file(hub_id, name, revision=revision) for name in HUB_WEIGHT_FILES):
+        return revision or "main"
     refs = hub_repo_dir(hub_id) / "refs"
     others = sorted(ref for ref in refs.rglob("*") if ref.is_file() and ref != refs / "main") if refs.is_dir() else []
     for ref in others:
@@ -363,20 +365,23 @@ def cached_twin(hub_id: str) -> dict | None:
     return json.loads(marker.read_text()) if marker else None
 
 
-def missing_from_cache(what: str, hub_id: str, problem: str, alternatives: str = "") -> ModelUnavailableError:
+def missing_from_cache(what: str, hub_id: str, problem: str, alternatives: str = "",
+                       revision: str | None = None) -> ModelUnavailableError:
     """The error for a hub model the HF cache cannot serve: what is missing, and the exact fetch."""
+    pin = f", revision={revision!r}" if revision else ""
     return ModelUnavailableError(
         f"{what} ({hub_id}) {problem}. Fetch it on a machine with internet (a login node) into the same "
         f"HF_HOME, then run here with HF_HOME set to it and HF_HUB_OFFLINE=1:\n"
-        f"    {hub_fetch_command(hub_id)}\n"
-        f"or in Python: {hub_fetch_python(hub_id)}. If the repo's main branch has no model.safetensors "
-        f"(only pytorch_model.bin, which blurblib never loads), blurblib.packs.fetch_hub({hub_id!r}) also fetches "
-        "the hub's safetensors conversion." + (f" {alternatives}" if alternatives else ""))
+        f"    {hub_fetch_command(hub_id, revision)}\n"
+        f"or in Python: {hub_fetch_python(hub_id, revision)}. If that revision has no model.safetensors "
+        f"(only pytorch_model.bin, which blurblib never loads), blurblib.packs.fetch_hub({hub_id!r}{pin}) also "
+        "fetches the hub's safetensors conversion." + (f" {alternatives}" if alternatives else ""))
 
 
-def fetch_hub(hub_id: str) -> Path:
-    """Download `hub_id`'s config, tokenizer files and safetensors weights into the HF cache (never
-    pickles) and return the main snapshot folder; run it where the hub is reachable (a login node).
+def fetch_hub(hub_id: str, revision: str | None = None) -> Path:
+    """Download `hub_id`'s config, tokenizer files and safetensors weights at `revision` (the registry's
+    pin; main when None) into the HF cache (never pickles) and return that snapshot folder; run it where
+    the hub is reachable (a login node).
 
     When main holds only pytorch_model.bin, the weights come from the open pull request of the hub's
     safetensors conversion bot; the offline loader finds them there (`cached_weights_revision`).
@@ -386,15 +391,16 @@ def fetch_hub(hub_id: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        snapshot = Path(snapshot_download(hub_id, allow_patterns=list(HUB_FETCH_PATTERNS),
+        snapshot = Path(snapshot_download(hub_id, revision=revision, allow_patterns=list(HUB_FETCH_PATTERNS),
                                           cache_dir=hub_cache_dir()))
     except LocalEntryNotFoundError as err:
         raise missing_from_cache(f"model {hub_id!r}", hub_id,
-                                 f"is not in the HF cache {hub_cache_dir()} and the hub is unreachable ({err})") from err
-    if cached_weights_revision(hub_id) is None:
+                                 f"is not in the HF cache {hub_cache_dir()} and the hub is unreachable ({err})",
+                                 revision=revision) from err
+    if cached_weights_revision(hub_id, revision) is None:
         if hub_offline():
             raise missing_from_cache(f"model {hub_id!r}", hub_id, "is in the HF cache without safetensors weights "
-                                     "and the hub is unreachable from here")
+                                     "and the hub is unreachable from here", revision=revision)
         conversions = HfApi().get_repo_discussions(hub_id, author=SAFETENSORS_BOT, discussion_type="pull_request",
                                                    discussion_status="open")
         pr = next((d for d in conversions if d.title == SAFETENSORS_PR_TITLE), None)

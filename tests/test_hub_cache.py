@@ -131,16 +131,15 @@ def test_safetensors_in_the_conversion_pull_request_are_read_offline(hf_home, tm
     twin = packs.hub_repo_dir(PUBMEDBERT, hf_home / "hub")
     snapshot = next((twin / "snapshots").iterdir())
     repo = packs.hub_repo_dir(PUBMEDBERT, tmp_path / "hub")
-    main, pr = "a" * 40, "b" * 40
+    main, pr = models.get("pubmedbert-base").revision, "b" * 40  # the pinned commit, and the bot's
     for revision, names in ((main, ("config.json", "vocab.txt", "tokenizer_config.json")), (pr, ("model.safetensors",))):
         (repo / "snapshots" / revision).mkdir(parents=True)
         for name in names:
             (repo / "snapshots" / revision / name).symlink_to((snapshot / name).resolve())
     (repo / "refs" / "refs" / "pr").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(main)
     (repo / "refs" / "refs" / "pr" / "3").write_text(pr)
     with packs.using_hf_home(tmp_path, offline=True):
-        assert packs.cached_weights_revision(PUBMEDBERT) == pr
+        assert packs.cached_weights_revision(PUBMEDBERT, main) == pr
         assert "in HF cache" in next(l for l in models.format_table().splitlines() if l.startswith("pubmedbert-base "))
         model, _ = models.load("pubmedbert-base", "BIOSSES")
         assert models.get("pubmedbert-base").pretrained is True  # no twin marker on main: taken as the checkpoint
@@ -158,28 +157,32 @@ def test_a_model_missing_from_the_cache_fails_at_once_with_the_fetch_command(off
     message = str(err.value)
     assert seconds < 1.0, seconds  # file lookups only: no request, no retry, no timeout
     assert "'pubmedbert-large'" in message and str(offline / "hub") in message and "HF_HUB_OFFLINE=1" in message
-    assert f'hf download {PUBMEDBERT_LARGE} --include "*.json" --include "*.txt" --include "*.safetensors"' in message
-    assert f"snapshot_download('{PUBMEDBERT_LARGE}'" in message
+    pin = models.get("pubmedbert-large").revision
+    assert f'hf download {PUBMEDBERT_LARGE} --revision {pin} --include "*.json" --include "*.txt" --include "*.safetensors"' in message
+    assert f"snapshot_download('{PUBMEDBERT_LARGE}', revision='{pin}'" in message
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError, match="hf download"):
         packs.fetch_hub(PUBMEDBERT_LARGE)  # the login-node helper, offline: it says so at once too
     assert time.perf_counter() - start < 1.0
     snapshot = packs.cached_hub_file(PUBMEDBERT, "config.json").parent
-    assert packs.fetch_hub(PUBMEDBERT) == snapshot and models.fetch(["pubmedbert-base"]) == {"pubmedbert-base": snapshot}
+    assert packs.fetch_hub(PUBMEDBERT) == snapshot  # main: the twin
+    with pytest.raises(ModelUnavailableError, match="--revision d673b8835373c6fa116d6d8006b33d48734e305d"):
+        models.fetch(["pubmedbert-base"])  # the registry's pin: a twin is not the pinned checkpoint
     with pytest.raises(ConfigError, match="minilm-l6 are not"):
         models.fetch(["minilm-l6"])
 
 
 def test_a_cached_model_without_safetensors_fails_at_once_naming_the_fix(tmp_path):
     repo = packs.hub_repo_dir(PUBMEDBERT, tmp_path / "hub")
-    snapshot = repo / "snapshots" / ("c" * 40)
+    pin = models.get("pubmedbert-base").revision
+    snapshot = repo / "snapshots" / pin
     snapshot.mkdir(parents=True)
     shared = paths.shared_models_dir() / models.shared_folder_name(PUBMEDBERT)
     for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
         (snapshot / name).write_bytes((shared / name).read_bytes())
     (snapshot / "pytorch_model.bin").write_bytes(b"a pickle is never loaded")
     (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("c" * 40)
+    (repo / "refs" / "main").write_text(pin)
     with packs.using_hf_home(tmp_path, offline=True):
         start = time.perf_counter()
         with pytest.raises(ModelUnavailableError) as err:
@@ -187,7 +190,7 @@ def test_a_cached_model_without_safetensors_fails_at_once_naming_the_fix(tmp_pat
         assert time.perf_counter() - start < 2.0
         status = next(l for l in models.format_table().splitlines() if l.startswith("pubmedbert-base "))
     assert "without safetensors" in str(err.value) and "pytorch_model.bin" in str(err.value)
-    assert f"fetch_hub('{PUBMEDBERT}')" in str(err.value) and "in HF cache without safetensors" in status
+    assert f"fetch_hub('{PUBMEDBERT}', revision='{pin}')" in str(err.value) and "in HF cache without safetensors" in status
 
 
 def test_using_hf_home_points_huggingface_hub_there_and_restores_it(tmp_path):
@@ -196,7 +199,7 @@ def test_using_hf_home_points_huggingface_hub_there_and_restores_it(tmp_path):
         assert packs.hub_cache_dir() == tmp_path.resolve() / "hub" == Path(os.environ["HF_HUB_CACHE"])
         assert constants.HF_HUB_OFFLINE is True and os.environ["HF_HOME"] == str(tmp_path.resolve())
         status = next(l for l in models.format_table().splitlines() if l.startswith("bert-base "))
-        assert status.endswith("hub (offline): not in HF cache")
+        assert status.endswith("hub (offline): @86b5e09 not in HF cache")
     assert (constants.HF_HOME, constants.HF_HUB_CACHE, constants.HF_HUB_OFFLINE, os.environ.get("HF_HOME")) == before
 
 
@@ -240,4 +243,6 @@ def test_the_docs_list_every_hub_model_and_how_its_twin_was_completed():
         row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"`{models.get(name).hub_id}`" in row
         assert row.split("|")[4].strip().startswith("real") == twins.recipe(name).real_config, row
-    assert packs.hub_fetch_command(PUBMEDBERT) in section
+        revision = models.get(name).revision
+        assert row.split("|")[6].strip() == (f"`{revision[:7]}`" if revision else "main"), row
+    assert packs.hub_fetch_command(PUBMEDBERT, models.get("pubmedbert-base").revision) in section

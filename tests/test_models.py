@@ -238,18 +238,55 @@ def test_hub_model_fails_fast_when_the_hub_cannot_be_reached(monkeypatch, tmp_pa
     assert seconds < 5 and "scibert" in message and "unreachable" in message
 
 
-def test_offline_hub_model_in_the_local_hf_cache_is_used(monkeypatch, tmp_path):
+def _cached(cache, hub_id, commit, ref=None):
+    repo = cache / ("models--" + hub_id.replace("/", "--"))
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+    if ref:
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+
+
+def test_offline_hub_model_in_the_local_hf_cache_is_read_at_its_pinned_revision(monkeypatch, tmp_path):
     from huggingface_hub import constants
 
-    repo = tmp_path / "hf-cache" / "models--google-bert--bert-base-uncased"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("abc123")
-    (repo / "snapshots" / "abc123").mkdir(parents=True)
-    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pin = models.get("bert-base").revision
+    assert pin == models.HUB_REVISIONS["google-bert/bert-base-uncased"] and len(pin) == 40
+    _cached(tmp_path / "hf-cache", "google-bert/bert-base-uncased", pin)  # `hf download --revision` writes no ref
     assert models._hub_source(models.get("bert-base")) == ("google-bert/bert-base-uncased",
-                                                           {"local_files_only": True})
+                                                           {"local_files_only": True, "revision": pin})
+    assert models.get("biobert").revision is None  # no verified commit: main, and the model list says so
+    _cached(tmp_path / "hf-cache", "dmis-lab/biobert-base-cased-v1.1", "abc123", ref="main")
+    assert models._hub_source(models.get("biobert")) == ("dmis-lab/biobert-base-cased-v1.1", {"local_files_only": True})
+    listing = models.format_table()
+    assert "@86b5e09 in HF cache without safetensors" in listing and "@main (unpinned) in HF cache" in listing
+
+
+def test_a_cached_copy_at_another_revision_than_the_pin_is_refused_naming_both(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _cached(tmp_path / "hf-cache", "google-bert/bert-base-uncased", "f" * 40, ref="main")  # main moved on
+    with pytest.raises(ModelUnavailableError) as err:
+        models._hub_source(models.get("bert-base"))
+    assert "at revision fffffff, not at the registry's pinned revision 86b5e0934494" in str(err.value)
+    assert "hf download google-bert/bert-base-uncased --revision 86b5e0934494bd15c9632b12f734a8a67f723594" in str(err.value)
+
+
+def test_online_loads_and_fetches_ask_the_hub_for_the_pinned_revision(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(packs, "hub_offline", lambda: False)
+    pin = models.HUB_REVISIONS["microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"]
+    assert models._hub_source(models.get("pubmedbert-base")) == (models.get("pubmedbert-base").hub_id, {"revision": pin})
+    asked = {}
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda hub_id, **kw: asked.update(kw) or "/x")
+    monkeypatch.setattr(packs, "cached_weights_revision", lambda hub_id, revision=None: revision)
+    assert models.fetch(["pubmedbert-base"]) == {"pubmedbert-base": Path("/x")} and asked["revision"] == pin
 
 
 # --- local directories ----------------------------------------------------------------
