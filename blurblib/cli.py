@@ -20,11 +20,11 @@ import dataclasses
 import sys
 import typing
 
-from .errors import BlurbError, ConfigError
+from .core.errors import BlurbError, ConfigError
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from . import datacheck
+    from .data import datacheck
 
     table = datacheck.check(args.data_dir)
     print(datacheck.format_table(table))
@@ -32,14 +32,14 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from . import models
+    from .encoders import models
 
     print(models.format_table())
     return 0
 
 
 def _models_install(args: argparse.Namespace) -> int:
-    from . import models, packs
+    from .encoders import models, packs
 
     models.get(args.name)  # an unknown name is named as such, not as "not a pack"
     path = packs.install(args.name, force=args.force)
@@ -60,7 +60,7 @@ _CLI_DEFAULTS = {"precision": "auto"}
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field, typed and documented by the field itself (as
     `transformers.HfArgumentParser` does): a new field is a new flag with no edit here."""
-    from .config import RunConfig
+    from .training.config import RunConfig
 
     hints = typing.get_type_hints(RunConfig)
     for field in dataclasses.fields(RunConfig):
@@ -86,9 +86,11 @@ def _boolean(text: str) -> bool:
 def finetune_configs(args: argparse.Namespace) -> list:
     """`blurb finetune` arguments -> one RunConfig per seed: the profile's settings for the task
     (with --profile), then the technique's knob at its usual value, then every flag given."""
-    from . import profiles, sweep, tasks
-    from .config import RunConfig, technique_knobs
-    from .precision import resolve
+    from .core.precision import resolve
+    from .data import tasks
+    from .runs import sweep
+    from .training.config import RunConfig, technique_knobs
+    from .workbook import profiles
 
     task = tasks.get(args.task).name
     fields = profiles.task_settings(args.profile, task, args.device) if args.profile else {}
@@ -106,7 +108,8 @@ def _asks_auto_precision(args: argparse.Namespace) -> bool:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from . import calibration, tasks
+    from .data import tasks
+    from .runs import calibration
 
     names = [tasks.get(t).name for t in args.tasks] if args.tasks else list(calibration.GRID)
     curves = calibration.run(args.out, tasks=names, model=args.model)
@@ -115,14 +118,15 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from . import sweep
+    from .runs import sweep
 
     configs = sweep.expand(sweep.SweepSpec.from_yaml(args.spec))
     return _run_or_plan(configs, args)
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from . import grids, instability, profiles, sweep
+    from .runs import cost, sweep
+    from .workbook import grids, instability, profiles
 
     P = profiles.get("03_stabilization", args.profile)
     configs = grids.scan_configs(P)
@@ -130,7 +134,7 @@ def _scan(args: argparse.Namespace) -> int:
         per_block = len(configs) // len(P.settings.scan.seed_blocks)
         configs = configs[:per_block * args.blocks]
     if args.max_steps is not None:  # the cheap cells first, every seed block of them
-        configs = [c for c in configs if sweep.train_steps(c) <= args.max_steps]
+        configs = [c for c in configs if cost.train_steps(c) <= args.max_steps]
     print(sweep.format_plan(sweep.plan(configs, out_dir=P.scan_dir(), any_precision=True)))
     if args.dry_run:
         return 0
@@ -140,8 +144,10 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _remedies(args: argparse.Namespace) -> int:
-    from . import grids, plots, profiles, remedies, stats, sweep
-    from .errors import ConfigError
+    from .analysis import plots, stats
+    from .core.errors import ConfigError
+    from .runs import sweep
+    from .workbook import grids, profiles, remedies
 
     P = profiles.get("03_stabilization", args.profile)
     arm_configs = grids.remedy_configs(P)
@@ -161,7 +167,7 @@ def _remedies(args: argparse.Namespace) -> int:
 
 def _run_or_plan(configs, args: argparse.Namespace, any_precision: bool = False) -> int:
     """Check every config first, so a bad value fails here and not after the plan (or an hour in)."""
-    from . import sweep
+    from .runs import sweep
 
     for config in configs:
         config.validate()
@@ -189,10 +195,10 @@ def _check_device(name: str, need_it: bool) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from . import reproduce
+    from .workbook import reproduce
 
     if args.dry_run:
-        from . import dryrun, profiles
+        from .workbook import dryrun, profiles
 
         # an unknown profile (or one without a rehearsal) fails here, naming the known ones
         name = profiles.get("00_blurb_tour", args.profile, rehearse=args.rehearse).name
@@ -205,7 +211,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import bench_commands
+    from .bench import commands as bench_commands
 
     # `gpu` looks for CUDA itself and says when it skipped; the others need the device they are given.
     _check_device(args.device, need_it=args.benchmark != "gpu")
@@ -243,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--model", default="minilm-l6")
     ft.add_argument("--profile", default=None, help="start from a notebook profile's settings for the task "
                     "(smoke, default, full, paper), so the run is the notebook's run; flags override them")
-    ft.add_argument("--technique", default="standard", help="a technique from the registry (blurblib.techniques; "
+    ft.add_argument("--technique", default="standard", help="a technique from the registry (blurblib.training.techniques; "
                     "an unknown name lists them) at its usual value; its knob's flag overrides the value")
     _add_config_flags(ft)
     ft.add_argument("--seeds", default="1-5", help="e.g. 1-5 or 1,3,7")
@@ -303,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "profile's device)")
     rep.set_defaults(func=_reproduce)
 
-    from . import bench_commands  # argparse set-up only: the measuring code is imported when a benchmark runs
+    from .bench import (
+        commands as bench_commands,  # argparse set-up only: the measuring code is imported when a benchmark runs
+    )
 
     bench = sub.add_parser("bench", help="speed and memory benchmarks -> outputs/benchmarks/",
                            description="Speed and memory benchmarks. Each prints its figures and writes them "

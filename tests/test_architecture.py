@@ -72,3 +72,50 @@ def test_no_import_cycle_between_blurblib_modules():
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# The layers, bottom to top: a module imports from its own layer or those below it, never above.
+ORDER = ("core", "data", "encoders", "training", "runs", "analysis", "workbook", "bench", "cli")
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ORDER else None
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    upward = sorted(f"{a} -> {b}" for a, targets in import_graph().items() for b in targets
+                    if _layer(a) and _layer(b) and ORDER.index(_layer(b)) > ORDER.index(_layer(a)))
+    assert not upward, "imports that reach up a layer (move the shared piece down): " + "; ".join(upward)
+
+
+def test_every_layer_module_is_named_in_the_package_map():
+    """`from blurblib import <name>` (how notebooks read modules) resolves through `blurblib.LAYERS`."""
+    import blurblib
+
+    on_disk = {(p.parent.name, p.stem) for layer in blurblib.LAYERS for p in (PACKAGE / layer).glob("*.py")
+               if p.stem != "__init__"}
+    assert on_disk == {(layer, m) for layer, modules in blurblib.LAYERS.items() for m in modules}
+    assert set(ORDER) - {"bench", "cli"} == set(blurblib.LAYERS)
+    from blurblib import findings, sweep
+
+    assert (findings.__name__, sweep.__name__) == ("blurblib.analysis.findings", "blurblib.runs.sweep")
+    from blurblib import bench  # names from three layers and its own submodules, resolved on first use
+
+    assert bench.figures.__name__ == "blurblib.bench.figures" and bench.slimfit_sweep.__module__ == "blurblib.workbook.efficiency"
+
+
+# Where an import inside a function is allowed: the CLI's start-up path, which must not import torch
+# (`blurb --help` builds its parser from these three modules). Everywhere else imports sit at the top.
+LAZY_ALLOWED = {"blurblib.cli", "blurblib.bench.commands", "blurblib.training.config"}
+
+
+def test_imports_inside_functions_only_on_the_cli_start_up_path():
+    lazy = []
+    for path in PACKAGE.rglob("*.py"):
+        name = _module(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lazy += [f"{name}:{sub.lineno}" for sub in ast.walk(node) if isinstance(sub, ast.ImportFrom)
+                         and (sub.level or (sub.module or "").startswith("blurblib")) and name not in LAZY_ALLOWED]
+    assert not lazy, "imports inside functions (move them to the top of the module): " + ", ".join(sorted(lazy))

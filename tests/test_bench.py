@@ -6,10 +6,15 @@ import pandas as pd
 import pytest
 import torch
 
-from blurblib import bench, encoding, models, precision, tasks, train
-from blurblib.bench import seeds, speed, verdicts
+from blurblib import bench
+from blurblib.analysis import efficiency_findings as efficiency
+from blurblib.bench import seeds, speed
 from blurblib.bench.__main__ import main as bench_main
-from blurblib.errors import ConfigError, UnknownNameError
+from blurblib.core import precision
+from blurblib.core.errors import ConfigError, UnknownNameError
+from blurblib.data import encoding, tasks
+from blurblib.encoders import models
+from blurblib.training import train
 
 
 @pytest.mark.parametrize("blocks, expected", [(6, [0, 1, 3, 4]), (12, [0, 3, 6, 9]), (24, [0, 6, 12, 18]), (2, [0, 1])])
@@ -314,7 +319,7 @@ def test_score_cost_and_slimfit_budget():
     cost = bench.score_cost(runs).set_index("freeze_layers")
     assert cost.loc[3, "change_vs_k0"] == pytest.approx(-0.3)
     assert cost.loc[3, "change_min"] == pytest.approx(-0.5)
-    claim = verdicts._score_budget_claim(runs)[0]
+    claim = efficiency._score_budget_claim(runs)[0]
     assert claim.n == 5 and claim.estimate == pytest.approx(0.1)
     assert claim.verdict in ("holds", "inconclusive")  # a +0.1 margin over 5 seeds, drops up to 0.5
 

@@ -1,7 +1,8 @@
 """Recipe calibration: chosen on dev, never on a collapsed epoch, never reading test."""
 import pandas as pd
 
-from blurblib import calibration, train
+from blurblib.runs import calibration
+from blurblib.training import train
 
 
 def _curves(rows):

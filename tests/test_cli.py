@@ -128,7 +128,7 @@ def _help(argv, capsys) -> str:
 
 
 def test_bench_help_lists_every_benchmark(capsys):
-    from blurblib import bench_commands
+    from blurblib.bench import commands as bench_commands
 
     out = _help(["bench"], capsys)
     names = ["throughput", "memory", "slimfit", "seeds", "precision", "workers", "gpu", "all"]

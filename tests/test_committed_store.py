@@ -6,7 +6,8 @@ one without (where `auto` resolves to fp32), the case a laptop or most cloud CPU
 """
 import pytest
 
-from blurblib import grids, precision, profiles
+from blurblib.core import precision
+from blurblib.workbook import grids, profiles
 
 
 @pytest.fixture(params=["as this CPU is", "without native bf16"])
@@ -41,8 +42,8 @@ def test_the_grids_are_the_notebooks_runs():
 def test_an_arm_whose_checkpoint_is_absent_keeps_its_run_ids():
     """A clean clone has no arm checkpoints (weights are never committed): an arm's runs must still
     carry the ids the committed store holds, so its head comes from the model it was derived from."""
-    from blurblib import models
-    from blurblib.train import RunConfig
+    from blurblib.encoders import models
+    from blurblib.training.train import RunConfig
 
     gone = "outputs/cache/pretrained/minilm-l6-pubmed-0tok-s0-notbuilt"
     assert models.derived_from(gone) == "minilm-l6" and models.native_head(gone, "BIOSSES") == "biencoder"

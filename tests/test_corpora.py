@@ -5,8 +5,8 @@ import zipfile
 
 import pytest
 
-from blurblib import corpora, tasks
-from blurblib.errors import DataError, UnknownNameError
+from blurblib.core.errors import DataError, UnknownNameError
+from blurblib.data import corpora, tasks
 
 
 def _joined(row, spec):

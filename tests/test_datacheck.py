@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
-from blurblib import cli, datacheck, tasks
-from blurblib.errors import DataError
+from blurblib import cli
+from blurblib.core.errors import DataError
+from blurblib.data import datacheck, tasks
 
 
 @pytest.fixture(scope="module")

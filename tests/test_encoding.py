@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from blurblib import encoding, metrics, packs, tasks
-from blurblib.errors import ConfigError, DataError
+from blurblib.core.errors import ConfigError, DataError
+from blurblib.data import encoding, metrics, tasks
+from blurblib.encoders import packs
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blurblib import findings, stats
-from blurblib.techniques import neutral_knobs
+from blurblib.analysis import findings, stats
+from blurblib.training.techniques import neutral_knobs
 
 SEEDS = range(1, 15)
 # Fixed, sign-balanced seed noise: effects below are exact, never a lucky draw.
@@ -134,7 +134,7 @@ def test_size_claims_verdicts():
 def test_size_gain_over_own_reference():
     # large scores 20 more, but its frozen encoder already scores 25 more: it gains less
     refs_rows = []
-    from blurblib.reference import ReferenceConfig
+    from blurblib.runs.reference import ReferenceConfig
     for model, score in (("small", 30.0), ("large", 55.0)):
         refs_rows.append({"run_id": ReferenceConfig(task="GAD", model=model).run_id, "test_score": score})
     runs = _runs([r for r in _size_runs() if r["task"] == "GAD"]).assign(train_limit=None, eval_limit=None, max_length=None)
@@ -263,7 +263,7 @@ def _with_sizes(rows, **sizes):
 
 
 def _references(scores: dict) -> pd.DataFrame:
-    from blurblib.reference import ReferenceConfig
+    from blurblib.runs.reference import ReferenceConfig
 
     configs = {task: ReferenceConfig(task, train_limit=300, eval_limit=250, max_length=128) for task in scores}
     return pd.DataFrame([{"run_id": c.run_id, "task": t, "test_score": scores[t]} for t, c in configs.items()])
@@ -298,7 +298,8 @@ def test_blurb_table_carries_the_reference_column():
 
 def test_the_published_comparison_is_like_for_like():
     """A partial BLURB score (no PICO here) is set against PubMedBERT over the same task types."""
-    from blurblib import findings, metrics
+    from blurblib.analysis import findings
+    from blurblib.data import metrics
 
     assert findings.PUBMEDBERT["GAD"] == 82.34  # Gu et al.'s paper, not the leaderboard's 83.96
     five = [t for t in metrics.TASK_TYPES if t != "pico"]

@@ -7,8 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blurblib import findings, paths, pretrain
-from blurblib.errors import ConfigError
+from blurblib.analysis import findings, pretraining
+from blurblib.core import paths
+from blurblib.core.errors import ConfigError
+from blurblib.runs import arms
+from blurblib.training import mlm
 
 ARMS = ("released", "domain", "general", "random")
 
@@ -118,15 +121,15 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_loss_curves_and_heldout_losses_of_real_arms(tmp_path):
-    base = pretrain.PretrainConfig(batch_size=2, seq_length=32, lr=5e-4, seed=0)
+    base = mlm.PretrainConfig(batch_size=2, seq_length=32, lr=5e-4, seed=0)
     arm_models = {"released": "minilm-l6",
-                  "general": pretrain.build_arm("general", 3 * 2 * 32, base, out_dir=tmp_path, progress=False)}
-    curves = pretrain.loss_curves(arm_models)
-    record = json.loads((tmp_path / pretrain.arm_config("general", 192, base).folder_name / pretrain.RESULT_FILE).read_text())
+                  "general": arms.build_arm("general", 3 * 2 * 32, base, out_dir=tmp_path, progress=False)}
+    curves = pretraining.loss_curves(arm_models)
+    record = json.loads((tmp_path / arms.arm_config("general", 192, base).folder_name / mlm.RESULT_FILE).read_text())
     assert list(curves["arm"]) == ["general"] * 3  # the released arm was never pretrained here
     assert list(curves["tokens"]) == [64, 128, 192] and list(curves["loss"]) == record["losses"]
 
-    held = pretrain.heldout_losses(arm_models, corpus_names=("general",), max_blocks=2, seq_length=32)
+    held = pretraining.heldout_losses(arm_models, corpus_names=("general",), max_blocks=2, seq_length=32)
     assert list(held["arm"]) == ["released", "general"]
     assert list(held["mlm_head"]) == ["untrained", "trained"]
     assert held["perplexity"].to_numpy() == pytest.approx(np.exp(held["loss"].to_numpy()))
@@ -139,17 +142,17 @@ def test_arm_records_are_found_from_any_working_directory(tmp_path, monkeypatch)
     """Arms inside the repo are named repo-relative (run ids equal in every clone); notebooks run
     in notebooks/, so reading an arm's pretrain.json must resolve the name, not trust the cwd."""
     monkeypatch.setattr(paths, "REPO_ROOT", tmp_path)
-    base = pretrain.PretrainConfig(batch_size=2, seq_length=32, lr=5e-4, seed=0)
-    model = pretrain.build_arm("general", 3 * 2 * 32, base, out_dir=tmp_path / "arms", progress=False)
+    base = mlm.PretrainConfig(batch_size=2, seq_length=32, lr=5e-4, seed=0)
+    model = arms.build_arm("general", 3 * 2 * 32, base, out_dir=tmp_path / "arms", progress=False)
     assert not Path(model).is_absolute()
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
     arm_models = {"released": "minilm-l6", "general": model}
-    assert list(pretrain.loss_curves(arm_models)["tokens"]) == [64, 128, 192]
-    table = pretrain.arm_table(arm_models).set_index("arm")
+    assert list(pretraining.loss_curves(arm_models)["tokens"]) == [64, 128, 192]
+    table = pretraining.arm_table(arm_models).set_index("arm")
     assert table.loc["general", "steps"] == 3 and table.loc["general", "tokens"] == 192
     assert table.loc["general", "model"] == Path(model).name and table.loc["released", "model"] == "minilm-l6"
-    assert pretrain.pretrain_record("minilm-l6") is None and pretrain.pretrain_record(str(tmp_path / "gone")) is None
+    assert arms.pretrain_record("minilm-l6") is None and arms.pretrain_record(str(tmp_path / "gone")) is None
 
 def test_a_task_where_every_run_collapsed_cannot_show_a_small_spread():
     wide = {"released": 60, "domain": 75, "general": 62, "random": 15}

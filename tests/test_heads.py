@@ -4,9 +4,12 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from blurblib import encoding, heads, models, reference, techniques, train
-from blurblib.errors import ConfigError
-from blurblib.train import RunConfig
+from blurblib.core.errors import ConfigError
+from blurblib.data import encoding
+from blurblib.encoders import heads, models
+from blurblib.runs import reference
+from blurblib.training import techniques, train
+from blurblib.training.train import RunConfig
 
 
 def _batch(task, head, n=4, max_length=48):

@@ -1,6 +1,6 @@
 """The paper's hub models read by hub id from a Hugging Face cache, offline, as on a cluster's compute
 nodes (HF_HOME filled on a login node, HF_HUB_OFFLINE=1), with the cache filled here by a shape-true twin
-(`blurblib.twins`: the real config and vocabulary of BiomedBERT-base, random weights as safetensors)."""
+(`blurblib.encoders.twins`: the real config and vocabulary of BiomedBERT-base, random weights as safetensors)."""
 from __future__ import annotations
 
 import json
@@ -18,9 +18,11 @@ import torch
 from huggingface_hub import constants, scan_cache_dir
 from safetensors import safe_open
 
-from blurblib import models, packs, paths, train, twins
-from blurblib.config import RunConfig
-from blurblib.errors import ConfigError, ModelUnavailableError
+from blurblib.core import paths
+from blurblib.core.errors import ConfigError, ModelUnavailableError
+from blurblib.encoders import models, packs, twins
+from blurblib.training import train
+from blurblib.training.config import RunConfig
 
 PUBMEDBERT = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
 PUBMEDBERT_LARGE = "microsoft/BiomedNLP-BiomedBERT-large-uncased-abstract"

@@ -4,8 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from blurblib import instability, machine, optim
-from blurblib.config import RunConfig
+from blurblib.core import machine
+from blurblib.runs import cost
+from blurblib.training import optim
+from blurblib.training.config import RunConfig
+from blurblib.workbook import instability
 
 
 def _update_sizes(bias_correction: bool, steps: int) -> list[float]:
@@ -102,16 +105,16 @@ def test_machine_kind_names_what_must_match_for_a_pair():
 
 
 def test_the_default_scan_is_the_cheap_cells_of_the_full_one():
-    from blurblib import sweep
 
     full, default = instability.configs(instability.FULL, "bf16"), instability.configs(instability.DEFAULT, "bf16")
     assert {c.run_id for c in default} < {c.run_id for c in full}
-    assert all(sweep.train_steps(c) <= 100 for c in default)
+    assert all(cost.train_steps(c) <= 100 for c in default)
     assert {c.task for c in default} == {"BIOSSES", "GAD", "NCBI-disease", "ChemProt"}
 
 
 def test_the_remedies_settings_are_what_the_committed_scan_chose():
-    from blurblib import paths, profiles
+    from blurblib.core import paths
+    from blurblib.workbook import profiles
 
     table = pd.read_csv(paths.REPO_ROOT / "outputs" / "tables" / "03_stabilization_scan.csv")
     table["train_limit"] = table["train_limit"].astype("Int64")

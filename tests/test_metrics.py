@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from blurblib import metrics, tasks
-from blurblib.errors import DataError, UnknownNameError
+from blurblib.core.errors import DataError, UnknownNameError
+from blurblib.data import metrics, tasks
 
 H = tasks.HOC_HALLMARKS
 

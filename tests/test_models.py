@@ -12,8 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from blurblib import models, packs, paths
-from blurblib.errors import ConfigError, ModelUnavailableError, UnknownNameError
+from blurblib.core import paths
+from blurblib.core.errors import ConfigError, ModelUnavailableError, UnknownNameError
+from blurblib.encoders import models, packs
 
 PAPER_MODELS = {
     "pubmedbert-base": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
@@ -74,7 +75,7 @@ def test_format_table_lists_every_model_with_its_pretrained_flag():
     ("HoC", "BertForSequenceClassification", 10, "multi_label_classification"),
 ])
 def test_minilm_loads_with_each_head_kind(task, cls_name, num_labels, problem_type):
-    from blurblib import tasks
+    from blurblib.data import tasks
 
     model, tokenizer = models.load("minilm-l6", task)
     assert type(model).__name__ == cls_name
@@ -111,7 +112,7 @@ def test_packs_does_not_import_the_registry():
     import subprocess
     import sys
 
-    code = "import sys, blurblib.packs; print('blurblib.models' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, blurblib.encoders.packs; print('blurblib.encoders.models' in sys.modules, 'transformers' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["False", "False"], proc.stderr
     assert models.MODELS["mpnet-base"].location == packs.PACKS["mpnet-base"]

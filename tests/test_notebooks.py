@@ -1,12 +1,11 @@
 """What a reader meets: notebooks that open on the default profile and its real outputs, while
 `make test` runs them on smoke; saved progress bars that show how they ended."""
 import json
-import re
 import subprocess
 
 import pytest
 
-from blurblib import reproduce
+from blurblib.workbook import reproduce
 
 NOTEBOOKS = sorted((reproduce.NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from blurblib import parameters, profiles
-from blurblib.errors import ConfigError
+from blurblib.core.errors import ConfigError
+from blurblib.workbook import parameters, profiles
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 
-from blurblib import plots  # noqa: E402
+from blurblib.analysis import plots  # noqa: E402
 
 
 def _png(fig) -> bytes:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from blurblib import power
+from blurblib.analysis import power
 
 
 def test_wilcoxon_floor_rules_out_five_pairs():

@@ -6,9 +6,9 @@ import sys
 import pytest
 import torch
 
-from blurblib import precision
-from blurblib.errors import ConfigError
-from blurblib.train import RunConfig, run
+from blurblib.core import precision
+from blurblib.core.errors import ConfigError
+from blurblib.training.train import RunConfig, run
 
 
 def test_auto_follows_the_cpu_flags(monkeypatch):

@@ -2,7 +2,10 @@
 import pandas as pd
 import pytest
 
-from blurblib import calibration, paths, profiles, tasks
+from blurblib.core import paths
+from blurblib.data import tasks
+from blurblib.runs import calibration
+from blurblib.workbook import profiles
 
 CHOICE = paths.REPO_ROOT / "outputs" / "tables" / "05_blurb_score_calibration_choice.csv"
 
@@ -25,7 +28,7 @@ def test_every_trainable_task_has_a_calibrated_recipe():
 
 
 def test_precision_auto_is_resolved_for_the_device(monkeypatch):
-    from blurblib import precision
+    from blurblib.core import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert profiles.task_settings("default", "GAD")["precision"] == "fp32"
@@ -35,7 +38,7 @@ def test_precision_auto_is_resolved_for_the_device(monkeypatch):
 
 
 def test_default_seed_counts_come_from_the_power_function():
-    from blurblib import power
+    from blurblib.analysis import power
 
     for notebook in ("02_size_vs_instability", "04_low_resource_reinit"):
         P = profiles.get(notebook, "default")

@@ -23,9 +23,11 @@ import psutil
 import pytest
 import yaml
 
-from blurblib import cli, packs, ray_auth, ray_backend, results, sweep
-from blurblib.errors import BlurbError, ConfigError
-from blurblib.train import RunConfig
+from blurblib import cli
+from blurblib.core.errors import BlurbError, ConfigError
+from blurblib.encoders import packs
+from blurblib.runs import ray_auth, ray_backend, results, sweep
+from blurblib.training.train import RunConfig
 
 # One pytest-xdist worker runs every Ray test: two Ray instances at once would share ~/.ray and the cores.
 pytestmark = pytest.mark.xdist_group("ray")

@@ -14,8 +14,12 @@ from matplotlib.collections import PathCollection  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from blurblib import bench, calibration, paths, plots, reproduce  # noqa: E402
+from blurblib import bench
+from blurblib.analysis import plots
 from blurblib.bench import figures  # noqa: E402
+from blurblib.core import paths
+from blurblib.runs import calibration
+from blurblib.workbook import reproduce  # noqa: E402
 
 TABLES = paths.REPO_ROOT / "outputs" / "tables"
 
@@ -168,7 +172,7 @@ def test_memory_figure_reads_at_notebook_width():
 @pytest.fixture(scope="module")
 def slimfit_runs():
     """The default profile's SlimFit comparison, from the committed store."""
-    from blurblib import grids, profiles
+    from blurblib.workbook import grids, profiles
 
     P = profiles.get("06_efficiency", "default")
     return P.records_for(grids.efficiency(P).parts["slimfit"])

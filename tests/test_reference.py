@@ -9,10 +9,12 @@ import torch
 from datasets import Dataset
 from scipy.stats import pearsonr
 
-from blurblib import encoding, metrics, packs, reference, tasks
-from blurblib.errors import ConfigError
-from blurblib.reference import ReferenceConfig
-from blurblib.train import RunConfig
+from blurblib.core.errors import ConfigError
+from blurblib.data import encoding, metrics, tasks
+from blurblib.encoders import packs
+from blurblib.runs import reference
+from blurblib.runs.reference import ReferenceConfig
+from blurblib.training.train import RunConfig
 
 # Measured with minilm-l6 on the full BIOSSES dev/test sets (16 and 20 pairs), max_length 128.
 BIOSSES_DEV, BIOSSES_TEST = 73.02, 84.69

@@ -1,4 +1,4 @@
-"""The paper profile's rehearsal (`blurblib.rehearsal`): the paper grids on this CPU, tiny, every hub
+"""The paper profile's rehearsal (`blurblib.workbook.rehearsal`): the paper grids on this CPU, tiny, every hub
 model replaced by its random-weight twin. The unit tests check that a rehearsal changes only sizes,
 seeds, the device and the stores; `test_the_rehearsal_runs_every_notebook_of_the_paper_profile`
 runs it end to end through `blurb reproduce --rehearse`'s own function, so a model, head or
@@ -15,8 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from blurblib import calibration, cli, grids, models, packs, paths, precision, profiles, rehearsal, reproduce, tasks
-from blurblib.errors import ConfigError
+from blurblib import cli
+from blurblib.core import paths, precision
+from blurblib.core.errors import ConfigError
+from blurblib.data import tasks
+from blurblib.encoders import models, packs
+from blurblib.runs import calibration
+from blurblib.workbook import grids, profiles, rehearsal, reproduce
 
 pytestmark = pytest.mark.xdist_group("rehearsal")
 
@@ -104,7 +109,7 @@ def test_the_rehearsal_sizes_never_grow_and_the_benchmarks_and_calibration_shrin
     assert (P.settings.reps, P.settings.bench_examples, P.settings.measure) == (1, 4, True)
     one = profiles.get("01_pretraining_sensitivity", "paper", rehearse=True).settings
     assert one.pretrain_tokens == 0 and one.arms == () and one.vocab_sample == 20  # 0 stays 0: nothing to pretrain
-    for task, c in calibration.grid("paper-rehearsal").items():
+    for task, c in grids.calibration_candidates("paper-rehearsal").items():
         assert (c.train_limit, c.eval_limit, c.max_length, c.epochs, c.batch_size) == (4, 4, 16, 1, 4)
         assert c.lrs == calibration.GRID[task].lrs[:1]
     assert profiles.task_settings("paper-rehearsal", "BIOSSES")["lr"] == profiles.task_settings("paper", "BIOSSES")["lr"]
@@ -148,7 +153,7 @@ def _digests(*folders: Path) -> dict:
 
 @pytest.mark.rehearsal  # minutes: `make rehearse` runs it (CI after `make test`); `make test` leaves it out
 def test_the_rehearsal_runs_every_notebook_of_the_paper_profile(tmp_path, monkeypatch):
-    """Every notebook on the paper grids (thinned as blurblib.rehearsal says), end to end, as
+    """Every notebook on the paper grids (thinned as blurblib.workbook.rehearsal says), end to end, as
     `blurb reproduce --profile paper --rehearse` runs it; a failing cell fails here, naming the
     notebook and the cell. The notebooks a reader meets are never written."""
     monkeypatch.setenv("BLURB_OUTPUTS_DIR", str(tmp_path))  # the stores, tables, figures, executed notebooks

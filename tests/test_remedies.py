@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from blurblib import instability, remedies
+from blurblib.workbook import instability, remedies
 
 SETTING = remedies.Setting(task="GAD", head="cls", train_limit=300, recipe="stabilised")
 
@@ -42,7 +42,7 @@ def test_claims_separate_helps_from_stabilises_and_control_lpft():
 
 
 def test_a_profile_with_unstable_settings_plans_the_remedies_grid():
-    from blurblib import grids, profiles
+    from blurblib.workbook import grids, profiles
 
     P = profiles.get("03_stabilization", "smoke")
     assert "remedies" not in grids.stabilization(P).parts  # none chosen: nothing planned
@@ -60,7 +60,7 @@ def test_remedies_command_names_the_missing_settings(capsys):
 
 
 def test_planned_seeds_come_from_the_power_function():
-    from blurblib import power
+    from blurblib.analysis import power
 
     n = remedies.planned_seeds()
     assert power.failure_power(n, 0.5, 0.1, 0.05 / remedies.claims_per_setting()) >= 0.8

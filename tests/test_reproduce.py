@@ -1,6 +1,6 @@
 import json
 
-from blurblib import reproduce
+from blurblib.workbook import reproduce
 
 
 def _executed(folder, stem, seconds, start):
@@ -54,7 +54,7 @@ def test_executing_a_notebook_clears_its_earlier_outputs(tmp_path):
 def test_report_summary_and_p_values_in_significant_digits(tmp_path):
     import pandas as pd
 
-    from blurblib import findings, plots
+    from blurblib.analysis import findings, plots
 
     tables = tmp_path / "tables"
     tables.mkdir()

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from blurblib import results
-from blurblib.config import RunConfig
-from blurblib.errors import DataError, StoreWarning
+from blurblib.core.errors import DataError, StoreWarning
+from blurblib.runs import results
+from blurblib.training.config import RunConfig
 
 _SEEDS = {"a": 1, "b": 2, "good": 3, "ghost": 4}  # short names in tests, real runs in the store
 
@@ -163,7 +163,7 @@ def test_locks_of_live_processes_and_other_hosts_are_respected(tmp_path):
 
 
 def test_a_record_of_the_wrong_shape_is_refused():
-    from blurblib import record
+    from blurblib.training import record
 
     good = {"run_id": "x", "config": {}, "status": "ok", "test_score": 61.5, "dev_score": None}
     assert record.check(good) is None

@@ -4,9 +4,11 @@ import dataclasses
 
 import pytest
 
-from blurblib import precision, profiles, results, sweep
-from blurblib.errors import ConfigError
-from blurblib.train import RunConfig
+from blurblib.core import precision
+from blurblib.core.errors import ConfigError
+from blurblib.runs import results, sweep
+from blurblib.training.train import RunConfig
+from blurblib.workbook import profiles
 
 
 def _record(config, score=61.0):

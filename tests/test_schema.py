@@ -5,8 +5,12 @@ import dataclasses
 
 import pytest
 
-from blurblib import cli, findings, profiles, sweep, techniques
-from blurblib.config import RunConfig
+from blurblib import cli
+from blurblib.analysis import findings
+from blurblib.runs import sweep
+from blurblib.training import techniques
+from blurblib.training.config import RunConfig
+from blurblib.workbook import profiles
 
 
 def test_every_run_config_field_is_a_finetune_flag():

@@ -12,10 +12,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from blurblib import config as run_config
-from blurblib import optim, results, slimfit, techniques
-from blurblib.errors import ConfigError
-from blurblib.train import RunConfig, run
+from blurblib.core.errors import ConfigError
+from blurblib.runs import results
+from blurblib.training import config as run_config
+from blurblib.training import optim, slimfit, techniques
+from blurblib.training.train import RunConfig, run
 
 RUNS = Path(__file__).resolve().parents[1] / "outputs" / "results" / "runs"
 

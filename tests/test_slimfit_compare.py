@@ -4,9 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blurblib import bench, grids, models, profiles, slimfit, sweep, techniques, train
+from blurblib import bench
 from blurblib.bench.__main__ import main as bench_main
-from blurblib.errors import ConfigError
+from blurblib.core.errors import ConfigError
+from blurblib.encoders import models
+from blurblib.runs import sweep
+from blurblib.training import slimfit, techniques, train
+from blurblib.workbook import grids, profiles
 
 
 @pytest.fixture(autouse=True)

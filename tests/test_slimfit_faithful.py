@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from blurblib import optim, slimfit, techniques
-from blurblib.errors import ConfigError
-from blurblib.train import RunConfig, run
+from blurblib.core.errors import ConfigError
+from blurblib.training import optim, slimfit, techniques
+from blurblib.training.train import RunConfig, run
 
 
 @pytest.fixture(autouse=True)
@@ -296,18 +296,20 @@ def test_every_run_is_metered_and_a_faithful_run_records_its_schedule():
 # --- the grid that decides the claims (data: trained by another session) -------------------------
 
 def test_the_long_faithful_grid_has_every_arm_over_five_seeds_and_a_thousand_steps():
-    from blurblib import bench, profiles, sweep
-    from blurblib.bench import slimfit_compare
+    from blurblib import bench
+    from blurblib.runs import sweep
+    from blurblib.training import slimfit_arms
+    from blurblib.workbook import efficiency, profiles
 
     P = profiles.get("06_efficiency", "default")
-    configs = sweep.expand(slimfit_compare.faithful_sweep(P))
-    arms = {slimfit_compare.arm_of(c) for c in configs}
+    configs = sweep.expand(efficiency.faithful_sweep(P))
+    arms = {slimfit_arms.arm_of(c) for c in configs}
     assert arms == {"standard", "static", "slimfit", "slimfit-faithful"}
     assert {c.seed for c in configs} == {1, 2, 3, 4, 5} and {c.warmup_ratio for c in configs} == {0.0}
     n_train = {"GAD": 4261, "ChemProt": 4000, "NCBI-disease": 5400}  # whole sets where train_limit is None
     for c in configs:
         assert math.ceil((c.train_limit or n_train[c.task]) / c.batch_size) * c.epochs >= 1000, c.run_id
-    faithful = [c for c in configs if slimfit_compare.arm_of(c) == "slimfit-faithful"]
+    faithful = [c for c in configs if slimfit_arms.arm_of(c) == "slimfit-faithful"]
     assert {c.technique for c in faithful} == {"slimfit0.9-tensor-gelu4-att8-ffn8-ln0.1"}
     for c in faithful:
         c.validate()

@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blurblib import bench, grids, profiles
-from blurblib.errors import ConfigError
+from blurblib import bench
+from blurblib.core.errors import ConfigError
+from blurblib.workbook import grids, profiles
 
 
 def test_the_curve_adds_each_other_rate_and_its_matched_static_depth():

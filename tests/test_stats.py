@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from blurblib import stats
+from blurblib.analysis import stats
 
 
 def _runs(scores_by_tech, task="BIOSSES"):
@@ -72,7 +72,7 @@ def test_bootstrap_ci_edge_cases():
 
 
 def test_the_verdict_keeps_the_p_value_that_decided_it():
-    from blurblib import stats
+    from blurblib.analysis import stats
 
     worse = stats.paired(_pairs([-5, -4, -6, -5, -3, -4]), "technique", "x", "standard", claim="x helps")
     assert worse.verdict == "does not hold" and worse.p_opposite < 0.05 < worse.p_value

@@ -3,8 +3,11 @@ read back into the frames its tables, figures and claims are made from."""
 import pandas as pd
 import pytest
 
-from blurblib import bench, plots, profiles, sweep
-from blurblib.errors import DataError
+from blurblib import bench
+from blurblib.analysis import plots
+from blurblib.core.errors import DataError
+from blurblib.runs import sweep
+from blurblib.workbook import profiles
 
 
 def test_the_committed_measurements_feed_notebook_06(capsys):

@@ -8,14 +8,16 @@ import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from blurblib import profiles, results, sweep
-from blurblib.errors import ConfigError, StoreWarning, UnknownNameError
-from blurblib.sweep import SweepSpec
-from blurblib.train import RunConfig
+from blurblib.core.errors import ConfigError, StoreWarning, UnknownNameError
+from blurblib.runs import results, sweep
+from blurblib.runs.sweep import SweepSpec
+from blurblib.training.train import RunConfig
+from blurblib.workbook import profiles
 
 
 def test_parse_seeds():
@@ -58,7 +60,7 @@ def test_spec_errors_name_the_fix(tmp_path):
 
 
 def test_example_spec_and_plan(tmp_path):
-    configs = sweep.expand(SweepSpec.from_yaml(sweep.Path(__file__).parent.parent / "examples" / "stabilization.yaml"))
+    configs = sweep.expand(SweepSpec.from_yaml(Path(__file__).parent.parent / "examples" / "stabilization.yaml"))
     assert len(configs) == 2 * 5 * 2 * 5
     cpu, gpu = sweep.plan(configs, "cpu"), sweep.plan(configs, "cuda")
     assert cpu.n_runs == 100 and cpu.n_done == 0
@@ -240,7 +242,7 @@ _CHILD = """
 import sys, time
 from pathlib import Path
 from blurblib import sweep
-from blurblib.train import RunConfig
+from blurblib.training.train import RunConfig
 work, me, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 configs = [RunConfig(task="GAD", seed=s, epochs=1, train_limit=8, eval_limit=8, max_length=32, batch_size=4) for s in range(1, 5)]
 real_run = sweep.run

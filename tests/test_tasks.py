@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from blurblib import tasks
-from blurblib.errors import DataError, UnknownNameError
+from blurblib.core.errors import DataError, UnknownNameError
+from blurblib.data import tasks
 
 CANONICAL = ["BC5-chem", "BC5-disease", "NCBI-disease", "BC2GM", "JNLPBA", "EBM-PICO",
              "ChemProt", "DDI", "GAD", "BIOSSES", "HoC", "PubMedQA", "BioASQ"]

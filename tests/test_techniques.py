@@ -5,11 +5,19 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from transformers import (AutoModelForSequenceClassification, AutoModelForTokenClassification, BertConfig,
-                          ElectraConfig, GPT2Config, MPNetConfig, RobertaConfig)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    BertConfig,
+    ElectraConfig,
+    GPT2Config,
+    MPNetConfig,
+    RobertaConfig,
+)
 
-from blurblib import models, techniques
-from blurblib.errors import ConfigError, UnknownNameError
+from blurblib.core.errors import ConfigError, UnknownNameError
+from blurblib.encoders import models
+from blurblib.training import techniques
 
 
 @dataclass(frozen=True)

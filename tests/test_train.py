@@ -8,9 +8,10 @@ import time
 import pytest
 import torch
 
-from blurblib import models, results, sweep
-from blurblib.errors import ConfigError, UnknownNameError
-from blurblib.train import RunConfig, _is_constant, run
+from blurblib.core.errors import ConfigError, UnknownNameError
+from blurblib.encoders import models
+from blurblib.runs import results, sweep
+from blurblib.training.train import RunConfig, _is_constant, run
 
 TINY = dict(epochs=1, train_limit=16, eval_limit=16, max_length=32, batch_size=8)
 
@@ -115,7 +116,7 @@ def test_run_id_depends_on_every_field():
 _SWEEP_SCRIPT = """
 import sys
 from blurblib import sweep
-from blurblib.train import RunConfig
+from blurblib.training.train import RunConfig
 configs = [RunConfig(task="BIOSSES", seed=s, epochs=1, train_limit=16, eval_limit=16, max_length=32, batch_size=8) for s in (1, 2, 3, 4)]
 sweep.run_sweep(configs, sys.argv[1], progress=False)
 """

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from blurblib import packs, paths, pretrain, results, sweep
-from blurblib.config import RunConfig
-from blurblib.errors import BlurbError, ConfigError, DataError, ModelUnavailableError, StoreWarning
+from blurblib.core import paths
+from blurblib.core.errors import BlurbError, ConfigError, DataError, ModelUnavailableError, StoreWarning
+from blurblib.encoders import packs
+from blurblib.runs import arms, results, sweep
+from blurblib.training import mlm
+from blurblib.training.config import RunConfig
 
 BIOSSES = RunConfig(task="BIOSSES", seed=1)
 CHEMPROT = RunConfig(task="ChemProt", seed=1)
@@ -65,7 +68,7 @@ def test_a_config_with_a_path_as_task_fails_before_the_sweep_reads_the_store(tmp
 
 def test_every_committed_record_is_tied_to_its_run():
     """The committed stores (runs and references) load whole, with nothing moved or warned about."""
-    from blurblib import reference
+    from blurblib.runs import reference
 
     stores = [results.ResultsStore(REPO / "outputs" / d) for d in ("results", "calibration", "scan")]
     stores += [reference.store_for(REPO / "outputs" / d) for d in ("results", "calibration")]
@@ -269,7 +272,7 @@ def test_a_worker_killed_for_memory_is_reported_with_its_run_and_the_others_fini
     with pytest.raises(BlurbError) as err:
         sweep._train_in_workers(store, configs, "cpu", 2, False, True)
     killed = configs[1].run_id
-    assert f"1 of 4 runs were killed while training, most likely for memory" in str(err.value)
+    assert "1 of 4 runs were killed while training, most likely for memory" in str(err.value)
     assert killed in str(err.value) and "BLURB_WORKERS=1" in str(err.value)
     assert f"run {killed}: its worker process was killed" in capsys.readouterr().err
     assert sorted(r["run_id"] for r in store.records()) == sorted(c.run_id for c in configs if c.seed != 2)
@@ -291,16 +294,16 @@ class _Saves:
 
 def test_a_checkpoint_is_replaced_without_a_moment_with_none(tmp_path, monkeypatch):
     target = tmp_path / "arm"
-    pretrain._save_atomically(_Saves("model.safetensors", "old"), _Saves("vocab.txt", "v"), {"n": 1}, target)
+    mlm._save_atomically(_Saves("model.safetensors", "old"), _Saves("vocab.txt", "v"), {"n": 1}, target)
     seen = []
     real_rename = Path.rename
 
     def watching(self, new):  # at each rename, a complete checkpoint is on disk somewhere
-        seen.append(any((p / pretrain.RESULT_FILE).is_file() for p in (target, pretrain._aside(target))))
+        seen.append(any((p / mlm.RESULT_FILE).is_file() for p in (target, mlm._aside(target))))
         return real_rename(self, new)
 
     monkeypatch.setattr(Path, "rename", watching)
-    pretrain._save_atomically(_Saves("model.safetensors", "new"), _Saves("vocab.txt", "v"), {"n": 2}, target)
+    mlm._save_atomically(_Saves("model.safetensors", "new"), _Saves("vocab.txt", "v"), {"n": 2}, target)
     assert all(seen) and len(seen) == 2
     assert (target / "model.safetensors").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arm"]  # no temporary or old folder left
@@ -308,22 +311,22 @@ def test_a_checkpoint_is_replaced_without_a_moment_with_none(tmp_path, monkeypat
 
 def test_a_checkpoint_left_aside_by_a_kill_is_put_back(tmp_path):
     target = tmp_path / "arm"
-    pretrain._save_atomically(_Saves("model.safetensors", "w"), _Saves("vocab.txt", "v"), {"n": 1}, target)
-    target.rename(pretrain._aside(target))  # killed between the two renames
-    pretrain._restore_aside(target)
-    assert json.loads((target / pretrain.RESULT_FILE).read_text()) == {"n": 1}
+    mlm._save_atomically(_Saves("model.safetensors", "w"), _Saves("vocab.txt", "v"), {"n": 1}, target)
+    target.rename(mlm._aside(target))  # killed between the two renames
+    mlm._restore_aside(target)
+    assert json.loads((target / mlm.RESULT_FILE).read_text()) == {"n": 1}
 
 
 def test_a_corrupt_arm_record_is_quarantined_and_counts_as_missing(tmp_path):
-    pretrain._update_arm_record(tmp_path, "minilm-l6-pubmed-x", arm="pubmed", heldout={"a": 1.0})
-    path = tmp_path / pretrain.ARM_STORE_SUBDIR / "minilm-l6-pubmed-x.json"
-    assert pretrain.read_arm_record(tmp_path, "minilm-l6-pubmed-x")["heldout"] == {"a": 1.0}
+    arms.update_arm_record(tmp_path, "minilm-l6-pubmed-x", arm="pubmed", heldout={"a": 1.0})
+    path = tmp_path / arms.ARM_STORE_SUBDIR / "minilm-l6-pubmed-x.json"
+    assert arms.read_arm_record(tmp_path, "minilm-l6-pubmed-x")["heldout"] == {"a": 1.0}
     path.write_text('{"model": "minilm-l6-pu')  # truncated
     with pytest.warns(StoreWarning, match=r"pretraining arm record .*minilm-l6-pubmed-x\.json: not valid JSON.*moved to"):
-        assert pretrain.read_arm_record(tmp_path, "minilm-l6-pubmed-x") is None
+        assert arms.read_arm_record(tmp_path, "minilm-l6-pubmed-x") is None
     assert not path.exists() and len(list((tmp_path / "quarantine").iterdir())) == 1
-    pretrain._update_arm_record(tmp_path, "minilm-l6-pubmed-x", arm="pubmed")  # written again, whole
-    assert pretrain.read_arm_record(tmp_path, "minilm-l6-pubmed-x") == {"model": "minilm-l6-pubmed-x", "arm": "pubmed"}
+    arms.update_arm_record(tmp_path, "minilm-l6-pubmed-x", arm="pubmed")  # written again, whole
+    assert arms.read_arm_record(tmp_path, "minilm-l6-pubmed-x") == {"model": "minilm-l6-pubmed-x", "arm": "pubmed"}
 
 
 # --- packs ----------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ import shutil
 import numpy as np
 import pytest
 
-from blurblib import tasks, vocab
-from blurblib.errors import DataError, UnknownNameError
+from blurblib.core.errors import DataError, UnknownNameError
+from blurblib.data import tasks
+from blurblib.encoders import vocab
 
 
 def test_every_vocabulary_loads_with_its_published_size():

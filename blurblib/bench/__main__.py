@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .memory import memory_probe
 from .slimfit_compare import slimfit_probe
 

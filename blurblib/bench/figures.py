@@ -4,10 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..analysis.efficiency_findings import (
+    ARM_NAMES,
+    CURVE_ARMS,
+    SLIMFIT_SCORE_BUDGET,
+    THROUGHPUT_GOAL,
+    THROUGHPUT_TUNED_GOAL,
+    memory_model_for,
+    throughput_ratios,
+    with_arm,
+)
 from .memory import memory_summary
-from .settings import SLIMFIT_SCORE_BUDGET, THROUGHPUT_GOAL, THROUGHPUT_TUNED_GOAL
-from .speed import throughput_ratios
-
+from .slimfit_compare import ARMS, slimfit_memory_summary
 
 # What a figure may be at notebook width without shrinking (JupyterLab with its file browser
 # open draws about 10 inches at matplotlib's 100 dpi); text below 9 pt stops being readable.
@@ -164,10 +172,7 @@ def slimfit_figure(memory: pd.DataFrame, runs: pd.DataFrame):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .slimfit_compare import ARMS, memory_model_for
-    from .verdicts import ARM_NAMES, _with_arm
-
-    runs = _with_arm(runs)
+    runs = with_arm(runs)
     model = memory_model_for(runs["model"].iloc[0], memory)
     peaks = memory[memory["model"] == model].groupby("arm")["peak_mb"].median()
     runs = runs.assign(peak_mb=runs["arm"].map(peaks), arm_name=runs["arm"].map(ARM_NAMES)).dropna(subset=["peak_mb"])
@@ -207,9 +212,6 @@ def slimfit_memory_figure(memory: pd.DataFrame):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .slimfit_compare import ARMS, slimfit_memory_summary
-    from .verdicts import ARM_NAMES
-
     summary = slimfit_memory_summary(memory)
     names = list(dict.fromkeys(summary["model"]))
     palette = dict(zip(ARMS, sns.color_palette(n_colors=len(ARMS))))
@@ -229,4 +231,40 @@ def slimfit_memory_figure(memory: pd.DataFrame):
     fig.suptitle("SlimFit bars: dark = its schedule's peak, light = its worst step (the lowest layer trains);\n"
                  "label: cut vs standard at the worst step", fontsize=SMALLEST_FONT + 1)
     fig.tight_layout()
+    return fig
+
+
+def rate_figure(curve: pd.DataFrame):
+    """Per task, mean test score (seed sd as error bars) against the frozen fraction per step:
+    static freezing and SlimFit from standard's point at 0; the band is SlimFit's score budget."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    tasks = sorted(curve["task"].unique())
+    palette = dict(zip(CURVE_ARMS, sns.color_palette(n_colors=len(CURVE_ARMS))))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(10.0, 3.3 * len(tasks)), 3.9), squeeze=False)  # notebook width
+    for ax, task in zip(axes[0], tasks):
+        own = curve[curve["task"] == task]
+        start = own[own["arm"] == "standard"]
+        for arm in ("static", "slimfit"):
+            line = pd.concat([start, own[own["arm"] == arm]]).sort_values("frozen_fraction")
+            ax.errorbar(line["frozen_fraction"], line["mean_score"], yerr=line["sd"].fillna(0), marker="o", ms=5,
+                        capsize=3, color=palette[arm], label=ARM_NAMES[arm])
+        ax.scatter(start["frozen_fraction"], start["mean_score"], color=palette["standard"], s=60, zorder=3,
+                   label=ARM_NAMES["standard"])
+        if len(start):
+            top = float(start["mean_score"].iloc[0])
+            ax.axhspan(top - SLIMFIT_SCORE_BUDGET, top, color="grey", alpha=0.15, lw=0)
+        rates = own[own["arm"] == "slimfit"].set_index("frozen_fraction")["knob"]
+        ticks = sorted(set(own["frozen_fraction"]))
+        ax.set_xticks(ticks, [f"{t:.2f}" + (f"\n{rates[t]}" if t in rates.index else "") for t in ticks], fontsize=9)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("layers frozen per step", fontsize=10)
+        ax.set_ylabel("test score", fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    fig.suptitle(f"grey band: within {SLIMFIT_SCORE_BUDGET:g} points of standard (SlimFit's budget); "
+                 "under each fraction, SlimFit's rate", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1), w_pad=1.5)
     return fig

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import precision as precisions
-from .. import techniques
+from ..core import precision as precisions
+from ..training import techniques
 from .host import sync
 
 MATMUL_SIZE = 2048  # fp32 2048^3 x 2 = 17 GFLOP: a fraction of a second on 2 cores, well past cache sizes

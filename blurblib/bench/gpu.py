@@ -9,11 +9,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import models, optim
+from ..encoders import models
+from ..training import optim
+from ..workbook.efficiency import MEMORY_TASK
 from . import flops
 from .host import sync
-from .settings import MEMORY_TASK
-
 
 # Dense bf16 tensor-core peak FLOP/s from the vendors' data sheets (without sparsity).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,

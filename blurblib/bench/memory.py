@@ -20,14 +20,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import models, optim, techniques, train
-from ..errors import ConfigError
-from .settings import FREEZE_FRACTIONS, MEMORY_TASK
-
-
-def freeze_depths(num_blocks: int, fractions=FREEZE_FRACTIONS) -> list[int]:
-    """k = 0, L/4, L/2, 3L/4 (rounded down), without duplicates."""
-    return sorted({int(num_blocks * f) for f in fractions})
+from ..core.errors import ConfigError
+from ..encoders import models
+from ..training import optim, techniques, train
+from ..workbook.efficiency import FREEZE_FRACTIONS, MEMORY_TASK, freeze_depths
 
 
 def check_freeze_depth(model: str, freeze_layers: int) -> None:

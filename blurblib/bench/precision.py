@@ -11,8 +11,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from ..train import RunConfig
+from ..analysis import stats
+from ..training.train import RunConfig
 
 
 def twins(configs: list[RunConfig]) -> list[RunConfig]:

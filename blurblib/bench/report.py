@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paths
+from ..analysis.plots import to_markdown
+from ..core import paths
 from .host import machine
 
 
@@ -51,7 +52,6 @@ def _number(value: float) -> str:
 
 def _csv_sections(out_dir: Path) -> list[str]:
     """Runs per hour by worker layout, and bf16 against fp32 on the same runs (CSV benchmarks)."""
-    from ..plots import to_markdown
 
     lines = []
     workers = out_dir / "workers.csv"
@@ -74,7 +74,6 @@ ARM_LABELS = {"baseline": "(a) HF-example", "tuned_trainer": "(b) best-configure
 def _work_section(s: pd.DataFrame, st: dict) -> list[str]:
     """Padding share and MFU per task and arm, with the formula behind them (throughput files saved
     before these columns existed have none: no section)."""
-    from ..plots import to_markdown
 
     arms = [arm for arm in ARM_LABELS if f"{arm}_mfu" in s]
     if not arms:
@@ -108,7 +107,6 @@ def _work_section(s: pd.DataFrame, st: dict) -> list[str]:
 
 def write_summary(out_dir: Path | None = None) -> Path:
     """SUMMARY.md from the saved JSON files: every figure as median (min–max), with its machine."""
-    from ..plots import to_markdown
 
     out_dir = Path(out_dir) if out_dir is not None else benchmarks_dir()
     loaded = {}

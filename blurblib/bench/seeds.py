@@ -10,7 +10,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .. import encoding, models, optim, tasks, techniques, train
+from ..data import encoding, tasks
+from ..encoders import models
+from ..training import optim, techniques, train
 from .host import sync
 
 

@@ -1,9 +1,9 @@
 """SlimFit against static freezing and standard fine-tuning, at the same frozen fraction.
 
-SlimFit (`blurblib.slimfit`) claims 2.2x lower fine-tuning memory on average, up to 3.1x, at
+SlimFit (`blurblib.training.slimfit`) claims 2.2x lower fine-tuning memory on average, up to 3.1x, at
 <= 0.4 points of accuracy. Static freezing of the lower blocks (notebook 06's memory curve) already
-cuts memory, so the question is what SlimFit's schedule and 8-bit store add over it. Four arms,
-the same for the score runs and the memory probe:
+cuts memory, so the question is what SlimFit's schedule and 8-bit store add over it. The arms
+(`training.slimfit_arms`), the same for the score runs (`workbook.efficiency`) and the memory probe:
 
 * `standard`     - every layer trains;
 * `static`       - the embeddings and the lower blocks frozen for the whole run, as many layers
@@ -21,7 +21,6 @@ for backward + weights + gradients + optimizer state), as every training run's r
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -33,116 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import models, optim, slimfit, techniques, train
-from ..errors import ConfigError
+from ..core.errors import ConfigError
+from ..encoders import models
+from ..training import optim, slimfit, techniques, train
+from ..training.slimfit_arms import ARMS, FAITHFUL_KNOBS, SLIMFIT_RATE, arm_knobs, frozen_per_step, scheduled_units  # noqa: F401 (re-exported)
+from ..workbook.efficiency import MEMORY_TASK
 from .memory import _proc_status_mb, peak_rss_mb, reset_peak_rss
-from .settings import MEMORY_TASK, SLIMFIT_RATE, SLIMFIT_SEEDS, for_profile
-
-ARMS = ("standard", "static", "slimfit", "slimfit-int8", "slimfit-faithful")
-
-# SlimFit as its authors built it: tensor units (biases always train), their compression, no warm-up.
-FAITHFUL_KNOBS = {"slimfit_unit": "tensor", "slimfit_gelu_bits": 4, "slimfit_attention_bits": 8, "slimfit_ffn_bits": 8,
-                  "slimfit_ln_keep": 0.1}
-# Runs long enough for the schedule to mean something (the official ones: 3 GLUE epochs, thousands
-# of steps): >= 1,000 optimizer steps at batch 16 (GAD 4,261 x 4 / 16 = 1,068; ChemProt 4,000 x 4 / 16
-# = 1,000; NCBI-disease ~5,400 x 3 / 16 ~ 1,017). Data for `faithful_sweep`: not trained yet.
-LONG_RUNS = {"GAD": {"train_limit": None, "epochs": 4, "batch_size": 16},
-             "ChemProt": {"train_limit": 4000, "epochs": 4, "batch_size": 16},
-             "NCBI-disease": {"train_limit": None, "epochs": 3, "batch_size": 16}}
-LONG_RUN_SEEDS = (1, 2, 3, 4, 5)
-
-
-def scheduled_units(model: str) -> int:
-    """The layers SlimFit schedules on a model with nothing frozen beforehand: embeddings + blocks."""
-    return models.get(model).layers + 1
-
-
-def matched_freeze_layers(model: str, rate: float = SLIMFIT_RATE) -> int:
-    """The static depth that freezes as many layers as SlimFit at `rate` freezes each step.
-
-    SlimFit schedules the embedding stage and each block, L + 1 units, and freezes
-    `int(rate * (L + 1))` of them every step; `freeze_layers=k` freezes the embeddings and the
-    lower k blocks, k + 1 units. So k = int(rate * (L + 1)) - 1: on minilm-l6 (7 units) rate 0.9
-    freezes 6 per step and k = 5 freezes the same 6 (embeddings + 5 of 6 blocks); on BERT-base
-    (13 units) 11 and k = 10. Both arms then train one (minilm) or two (BERT-base) layers per step,
-    plus the head; what differs is which: the top block always (static), or the layers whose
-    weights still change most, re-chosen every step (SlimFit). Matching by layers, SlimFit's own
-    unit of its freezing rate, is not matching by parameters: the embedding layer holds half of
-    minilm-l6's weights (11.7M of 22.7M), so a SlimFit step that trains it trains more than a static one.
-    """
-    units = scheduled_units(model)
-    frozen = slimfit.frozen_count(rate, units)
-    if frozen < 2 or frozen >= units:
-        raise ConfigError(f"slimfit_rate={rate:g} freezes {frozen} of {model}'s {units} layers each step; static "
-                          "freezing can match 2 up to all but one (the embeddings and at least one block, leaving one "
-                          f"to train): choose a rate from {2 / units:.3g} up to below 1")
-    return frozen - 1
-
-
-def arm_knobs(model: str, rate: float = SLIMFIT_RATE, int8: bool = True, faithful: bool = False) -> dict[str, dict]:
-    """`{arm: RunConfig knobs}` for one model (the static depth depends on its number of blocks).
-    `slimfit` is the block variant; `faithful` adds SlimFit as its authors built it (`FAITHFUL_KNOBS`)."""
-    arms = {"standard": {}, "static": {"freeze_layers": matched_freeze_layers(model, rate)},
-            "slimfit": {"slimfit_rate": rate}}
-    if int8:
-        arms["slimfit-int8"] = {"slimfit_rate": rate, "slimfit_quant_bits": 8}
-    if faithful:
-        arms["slimfit-faithful"] = {"slimfit_rate": rate, **FAITHFUL_KNOBS}
-    return arms
-
-
-def frozen_per_step(model: str, knobs: dict) -> int:
-    """Layers (embedding stage, blocks) frozen during each step under an arm's knobs."""
-    if knobs.get("slimfit_rate"):
-        return slimfit.frozen_count(knobs["slimfit_rate"], scheduled_units(model))
-    k = knobs.get("freeze_layers", 0)
-    return k + 1 if k else 0
-
-
-def arm_of(row) -> str:
-    """Which arm a run (config or table row) belongs to, from its knobs (a record that predates the
-    SlimFit fields reads them as off)."""
-    def value(name):
-        v = getattr(row, name, None) if not isinstance(row, (dict, pd.Series)) else row.get(name)
-        return 0 if v is None or (isinstance(v, float) and math.isnan(v)) else v
-
-    if value("slimfit_rate"):
-        if value("slimfit_unit") == "tensor":
-            return "slimfit-faithful"
-        return "slimfit-int8" if value("slimfit_quant_bits") == 8 else "slimfit"
-    if value("freeze_layers"):
-        return "static"
-    return "standard"
-
-
-def slimfit_sweep(profile, seeds=None, rate: float = SLIMFIT_RATE, int8: bool = True):
-    """The score runs of the comparison: the four arms on the profile's tasks and first model.
-
-    The runs use the profile's per-task settings (`profile.sweep`), so the standard arm is the very
-    runs notebooks 03 and 05 train (the results store serves them once) and every other arm differs
-    from it only in its knobs. Seeds: `SLIMFIT_SEEDS` of the profile (default 1-3; every arm is
-    paired with standard over (task, seed)), or `seeds`. The frozen fractions are matched as
-    `matched_freeze_layers` says; its docstring is why that is the fair static baseline.
-    """
-    model = profile.models[0]
-    return profile.sweep(models=[model], techniques=tuple(arm_knobs(model, rate, int8).values()),
-                         seeds=tuple(seeds or for_profile(SLIMFIT_SEEDS, profile)))  # a rehearsal: its first seeds
-
-
-def faithful_sweep(profile, seeds=LONG_RUN_SEEDS, rate: float = SLIMFIT_RATE, long_runs=None, warmup_ratio: float = 0.0):
-    """SlimFit as its authors built it, its block variant, static freezing and standard, on runs of
-    >= 1,000 steps (`LONG_RUNS`, the profile's other settings) over 5 seeds: the grid that decides
-    SlimFit's claims. Every arm trains without warm-up, as the official scripts do (a paired
-    comparison varies the technique alone). The profile's own short runs (`slimfit_sweep`) are
-    the contrast."""
-    model = profile.models[0]
-    long_runs = long_runs or LONG_RUNS
-    tasks = tuple(long_runs)
-    spec = profile.sweep(tasks=tasks, models=[model], seeds=tuple(seeds),
-                         techniques=tuple(arm_knobs(model, rate, int8=False, faithful=True).values()))
-    per_task = {t: {**spec.per_task.get(t, {}), **long_runs[t], "warmup_ratio": warmup_ratio} for t in tasks}
-    return dataclasses.replace(spec, per_task=per_task)
-
 
 # ----------------------------------------------------------------------------- memory
 
@@ -312,12 +207,3 @@ def slimfit_memory_summary(memory: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def memory_model_for(runs_model: str, memory: pd.DataFrame) -> str | None:
-    """The measured model whose memory stands for a run's model: itself, its `-shape` twin, or one
-    with as many blocks (a hub model's memory is its architecture's)."""
-    measured = list(dict.fromkeys(memory["model"]))
-    for name in (runs_model, f"{runs_model}-shape"):
-        if name in measured:
-            return name
-    blocks = models.get(runs_model).layers if runs_model in models.MODELS else None
-    return next((name for name in measured if name in models.MODELS and models.get(name).layers == blocks), None)

@@ -35,12 +35,14 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from .. import encoding, models, optim, precision, tasks, train
-from ..errors import ConfigError
+from ..analysis.efficiency_findings import BASELINE, BLURBLIB, TUNED, throughput_ratios
+from ..core import precision
+from ..core.errors import ConfigError
+from ..data import encoding, tasks
+from ..encoders import models
+from ..training import optim, train
+from ..workbook.efficiency import THROUGHPUT_TASKS
 from . import flops
-from .settings import THROUGHPUT_TASKS
-
-BASELINE, TUNED, BLURBLIB = "baseline", "tuned_trainer", "blurblib"  # arms (a), (b), (c)
 
 
 def pad_to_max_length(split, task: str, tokenizer, max_length: int):
@@ -325,25 +327,8 @@ def throughput(task_names=THROUGHPUT_TASKS, model: str = "minilm-l6", n_examples
     return pd.DataFrame(rows)
 
 
-# Ratio columns: blurblib (c) over each Trainer arm. `train_ratio` / `eval_ratio` keep their
-# original meaning, c/a; the `_tuned` ones are c/b.
-RATIOS = {"": BASELINE, "_tuned": TUNED}
 
 
-def throughput_ratios(df: pd.DataFrame) -> pd.DataFrame:
-    """blurblib / each Trainer arm, examples/s per (task, rep): each triple ran back to back.
-
-    Columns `train_ratio`, `eval_ratio` (c/a) and `train_ratio_tuned`, `eval_ratio_tuned` (c/b);
-    a ratio whose arm was not measured is left out."""
-    wide = df.pivot_table(index=["task", "rep"], columns="arm", values=["train_examples_per_s", "eval_examples_per_s"])
-    out = pd.DataFrame(index=wide.index)
-    present = set(df["arm"])
-    for suffix, arm in RATIOS.items():
-        if arm in present and BLURBLIB in present:
-            for what in ("train", "eval"):
-                col = f"{what}_examples_per_s"
-                out[f"{what}_ratio{suffix}"] = wide[(col, BLURBLIB)] / wide[(col, arm)]
-    return out.reset_index()
 
 
 def throughput_summary(df: pd.DataFrame) -> pd.DataFrame:

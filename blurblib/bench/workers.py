@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import torch
 
-from .. import sweep
+from ..runs import sweep
 
 
 def runs_per_hour(configs, workers: int, threads: int, backend: str = "local") -> float:
