@@ -228,6 +228,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "auto); default RAY_ADDRESS or a local Ray instance")
 
 
+def _add_grid_options(p: argparse.ArgumentParser, profile: str, whose: str) -> None:
+    """What `blurb scan` and `blurb remedies` share: whose grid, how many workers, a dry run."""
+    p.add_argument("--profile", default=profile, help=f"{whose} (default: {profile})")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per 2 cores)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blurb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -270,19 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("scan", help="the instability scan: where fine-tuning fails across seeds (dev only)",
                         description="Train the instability scan's runs that are missing from outputs/scan "
                                     "(resumable; dev only, test is never read) and print its cell table.")
-    sc.add_argument("--profile", default="default", help="whose scan: notebook 03's under this profile (default: default)")
-    sc.add_argument("--workers", type=int, default=None, help="worker processes (default: one per 2 cores)")
+    _add_grid_options(sc, "default", "whose scan: notebook 03's under this profile")
     sc.add_argument("--blocks", type=int, default=None, help="how many seed blocks of 5 to run (default: all)")
     sc.add_argument("--max-steps", type=int, default=None, help="only cells of at most this many optimisation steps")
-    sc.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     sc.set_defaults(func=_scan)
 
     rm = sub.add_parser("remedies", help="the remedies grid on the unstable settings a profile chose (notebook 03)",
                         description="Train the remedies grid's missing runs (resumable) on the unstable settings "
                                     "of notebook 03's profile (StabilizationSettings.unstable) and print its claims.")
-    rm.add_argument("--profile", default="full", help="whose settings (default: full)")
-    rm.add_argument("--workers", type=int, default=None, help="worker processes (default: one per 2 cores)")
-    rm.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    _add_grid_options(rm, "full", "whose settings")
     rm.set_defaults(func=_remedies)
 
     rep = sub.add_parser("reproduce", help="execute every numbered notebook (papermill), then write outputs/REPORT.md",

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, BertConfig
+from tiny import adamw, random_batch, tiny_bert
 
 from blurblib.core.errors import ConfigError
 from blurblib.runs import results
 from blurblib.training import config as run_config
-from blurblib.training import optim, slimfit, techniques
+from blurblib.training import slimfit, techniques
 from blurblib.training.train import RunConfig, run
 
 RUNS = Path(__file__).resolve().parents[1] / "outputs" / "results" / "runs"
@@ -27,19 +27,14 @@ def _one_thread(one_torch_thread):
 
 
 def _tiny(layers=4, hidden=64, seed=0):
-    torch.manual_seed(seed)
-    config = BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=4, intermediate_size=4 * hidden,
-                        vocab_size=300, max_position_embeddings=128, num_labels=2)
-    return AutoModelForSequenceClassification.from_config(config).train()
+    return tiny_bert(layers, hidden, seed=seed)
 
 
 def _batch(n=8, length=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(5, 300, (n, length), generator=g), "labels": torch.randint(0, 2, (n,), generator=g)}
+    return random_batch(n, length, seed=seed)
 
 
-def _adamw(model, lr=1e-3):
-    return optim.optimizer(techniques.standard_param_groups(model, lr, 0.01), lr)
+_adamw = adamw
 
 
 def _force(sf: slimfit.SlimFit, frozen: set[str]) -> None:

@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
+from tiny import adamw, random_batch, tiny_bert
 from torch import nn
-from transformers import AutoModelForSequenceClassification, BertConfig
 
 from blurblib.core.errors import ConfigError
-from blurblib.training import optim, slimfit, techniques
+from blurblib.training import slimfit, techniques
 from blurblib.training.train import RunConfig, run
 
 
@@ -22,20 +22,14 @@ def _one_thread(one_torch_thread):
 
 
 def _tiny(layers=2, hidden=32, attention="sdpa", seed=0):
-    torch.manual_seed(seed)
-    config = BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=4, intermediate_size=4 * hidden,
-                        vocab_size=200, max_position_embeddings=64, num_labels=2)
-    config._attn_implementation = attention
-    return AutoModelForSequenceClassification.from_config(config).train()
+    return tiny_bert(layers, hidden, vocab=200, positions=64, attention=attention, seed=seed)
 
 
 def _batch(n=4, length=16, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"input_ids": torch.randint(5, 200, (n, length), generator=g), "labels": torch.randint(0, 2, (n,), generator=g)}
+    return random_batch(n, length, vocab=200, seed=seed)
 
 
-def _adamw(model, lr=1e-3):
-    return optim.optimizer(techniques.standard_param_groups(model, lr, 0.01), lr)
+_adamw = adamw
 
 
 FAITHFUL = dict(slimfit_rate=0.9, slimfit_unit="tensor", slimfit_gelu_bits=4, slimfit_attention_bits=8,
