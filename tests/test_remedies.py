@@ -21,6 +21,21 @@ def test_every_arm_departs_from_the_setting_only_where_it_says():
     assert len({c.run_id for _, c in pairs}) == len(pairs)
 
 
+def test_records_name_each_stored_run_by_its_arm_and_setting(tmp_path):
+    import dataclasses
+
+    from blurblib.runs import results
+
+    pairs = remedies.configs([SETTING], instability.FULL, seeds=(1,), precision="bf16")
+    store = results.ResultsStore(tmp_path)
+    for arm, config in pairs[:3]:
+        store.write({"run_id": config.run_id, "config": dataclasses.asdict(config), "status": "ok", "test_score": 60.0,
+                     "final_test_score": 60.0, "dev_score": 60.0})
+    df = remedies.records(pairs, tmp_path)
+    assert list(df["arm"]) == [arm for arm, _ in pairs[:3]]
+    assert set(df["setting"]) == {"GAD cls head, 300 examples, stabilised"}
+
+
 def test_claims_separate_helps_from_stabilises_and_control_lpft():
     rng = np.random.default_rng(0)
     rows = []

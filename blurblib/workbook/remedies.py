@@ -101,8 +101,8 @@ def records(arm_configs, store, any_precision: bool = True) -> pd.DataFrame:
         arm_of[config.run_id] = arm
         arm_of[dataclasses.replace(config, precision="fp32" if config.precision == "bf16" else "bf16").run_id] = arm
     df["arm"] = df["run_id"].map(arm_of)
-    df["setting"] = [f"{r.task} {r.head} head, {int(r.train_limit) if pd.notna(r.train_limit) else 'all'} examples, "
-                     f"{instability.recipe_of(r)}" for r in df.itertuples()]
+    df["setting"] = [f"{r['task']} {r['head']} head, {int(r['train_limit']) if pd.notna(r['train_limit']) else 'all'} "
+                     f"examples, {instability.recipe_of(r)}" for _, r in df.iterrows()]
     return df
 
 
