@@ -168,3 +168,9 @@ def test_two_level_bootstrap_includes_test_sampling():
     low, high = stats.two_level_bootstrap_ci(scores, score_on=score_on, n_examples=20, n_boot=400)
     assert (high - low) > 2 * (seed_high - seed_low)
     assert low < scores.mean() < high
+
+
+def test_claims_made_together_hold_only_if_each_holds():
+    assert stats.all_of("holds", "holds") == "holds"
+    assert stats.all_of("holds", "inconclusive") == "inconclusive"
+    assert stats.all_of("inconclusive", "does not hold") == "does not hold"

@@ -194,13 +194,6 @@ def _change_claim(claim: str, effect: str, change: pd.Series, budget: float) -> 
                         f"n={len(change)} (task, seed) pairs)")
 
 
-def _both(*verdicts: str) -> str:
-    """Two claims made together: holds if both hold, does not hold if either does not."""
-    if "does not hold" in verdicts:
-        return "does not hold"
-    return "holds" if all(v == "holds" for v in verdicts) else "inconclusive"
-
-
 def slimfit_claims(memory: pd.DataFrame | None, runs: pd.DataFrame | None) -> pd.DataFrame:
     """SlimFit's claims, for SlimFit (with and without its int8 store) and for static freezing of as
     many layers, so the table shows what the schedule adds: per arm, peak memory >= 2.2x and >= 3.1x
@@ -237,7 +230,7 @@ def slimfit_claims(memory: pd.DataFrame | None, runs: pd.DataFrame | None) -> pd
     table.insert(0, "arm", [arm for arm, _, _, _ in rows])
     table["observed"] = [o for _, _, _, o in rows]
     score_verdict = {arm: c.verdict for arm, kind, c, _ in rows if kind == "score"}
-    table["verdict_at_budget"] = [_both(c.verdict, score_verdict[arm]) if kind == "memory" and arm in ARM_NAMES
+    table["verdict_at_budget"] = [stats.all_of(c.verdict, score_verdict[arm]) if kind == "memory" and arm in ARM_NAMES
                                   else c.verdict for arm, kind, c, _ in rows]
     return table
 

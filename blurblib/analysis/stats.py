@@ -170,6 +170,13 @@ def verdict(ci_low: float, ci_high: float, p_value: float, p_opposite: float = 0
     return "inconclusive"
 
 
+def all_of(*verdicts: str) -> str:
+    """The verdict on claims made together: holds if every one holds, does not hold if any does not."""
+    if "does not hold" in verdicts:
+        return "does not hold"
+    return "holds" if all(v == "holds" for v in verdicts) else "inconclusive"
+
+
 def combined(*tables: pd.DataFrame) -> pd.DataFrame:
     """Several claims tables of one notebook as one, Holm-adjusted over all of their rows."""
     parts = [t.drop(columns=[c for c in ("p_holm", "p_opposite_holm") if c in t]) for t in tables if len(t)]
