@@ -154,6 +154,13 @@ def _remedies(args: argparse.Namespace) -> int:
     if not arm_configs:
         raise ConfigError(f"profile {args.profile!r} lists no unstable setting for the remedies "
                           "(profiles: StabilizationSettings.unstable); try --profile full")
+    if args.task:
+        known = sorted({c.task for _, c in arm_configs})
+        unknown = sorted(set(args.task) - set(known))
+        if unknown:
+            raise ConfigError(f"--task {' '.join(unknown)}: profile {args.profile!r} has no unstable setting on it; "
+                              f"its settings are on {', '.join(known)}")
+        arm_configs = [(arm, c) for arm, c in arm_configs if c.task in args.task]
     configs = [c for _, c in arm_configs]
     print(sweep.format_plan(P.plan(configs)))
     if args.dry_run:
@@ -286,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train the remedies grid's missing runs (resumable) on the unstable settings "
                                     "of notebook 03's profile (StabilizationSettings.unstable) and print its claims.")
     _add_grid_options(rm, "full", "whose settings")
+    rm.add_argument("--task", action="append", default=None,
+                    help="only the settings on this task (repeatable; default: every setting)")
     rm.set_defaults(func=_remedies)
 
     rep = sub.add_parser("reproduce", help="execute every numbered notebook (papermill), then write outputs/REPORT.md",

@@ -74,6 +74,16 @@ def test_remedies_command_names_the_missing_settings(capsys):
     assert "lists no unstable setting" in capsys.readouterr().err
 
 
+def test_remedies_command_trains_one_task_s_settings_when_asked(capsys):
+    from blurblib import cli
+
+    assert cli.main(["remedies", "--profile", "full", "--task", "NCBI-disease", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "NCBI-disease" in plan and "GAD" not in plan
+    assert cli.main(["remedies", "--profile", "full", "--task", "HoC", "--dry-run"]) != 0
+    assert "its settings are on GAD, NCBI-disease" in capsys.readouterr().err
+
+
 def test_planned_seeds_come_from_the_power_function():
     from blurblib.analysis import power
 

@@ -50,7 +50,7 @@ SEED_SETTINGS = {
 SLIMFIT_SEEDS = {"smoke": (1,), "default": (1, 2, 3), "full": (1, 2, 3, 4, 5), "paper": (1, 2, 3, 4, 5)}
 
 
-# SlimFit's score across freezing rates (`slimfit_rates`): SLIMFIT_RATE's runs are the comparison's;
+# SlimFit's score across freezing rates (`slimfit_rate_sweep`): SLIMFIT_RATE's runs are the comparison's;
 # each other rate adds SlimFit and its matched static depth (0.3 and 0.6 freeze 2 and 4 of
 # minilm-l6's 7 layers per step, 0.9 freezes 6).
 SLIMFIT_RATES = {"smoke": (0.6,), "default": (0.3, 0.6, 0.9), "full": (0.3, 0.6, 0.9), "paper": (0.3, 0.6, 0.9)}

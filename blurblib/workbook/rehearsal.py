@@ -58,7 +58,7 @@ KNOB_MODELS = 1
 # The notebooks' own settings (profiles' dataclasses), where they have these fields.
 SETTINGS_SIZES = dict(length_sample=20, vocab_sample=20, pretrain_tokens=1024, pretrain_batch=4, pretrain_seq=32,
                       head_warmup_steps=1, eval_blocks=2, reps=1, bench_examples=4)
-# The benchmarks' sizes (blurblib.bench.settings), where a table has these keys.
+# The benchmarks' sizes (blurblib.workbook.efficiency), where a table has these keys.
 BENCH_SIZES = dict(seq_len=16, batch_size=2, steps=1, reps=1, n_examples=4, max_length=16)
 # Thinned: the memory benchmarks start a fresh Python process per (model, depth or arm), 10-17 CPU
 # seconds each here: they measure the first of their models only (bert-base-shape; bert-large-shape
