@@ -1,5 +1,5 @@
 """How each real vocabulary cuts BLURB text: the domain-vocabulary half of the pretraining-sensitivity
-experiment (notebook 01; the domain-corpus half is `pretrain`).
+experiment (notebook 01; the domain-corpus half is `training.mlm` and `runs.arms`).
 
 Gu et al. / Tinn et al. credit part of PubMedBERT's robustness to its in-domain vocabulary: biomedical
 words stay whole instead of being shredded into sub-words. We measure that with the REAL tokenizer
