@@ -92,6 +92,23 @@ def test_technique_claims_keep_failed_scores_and_drop_missing_ones():
     assert failing["n"] == 14 and failing["estimate"] == pytest.approx(-2 / 14)  # two reinit runs failed, no standard run
 
 
+def test_lpft_is_tested_against_its_compute_matched_control_too():
+    rows = []
+    for s in SEEDS:
+        rows.append(_run(task="NCBI-disease", seed=s, score=_base(s)))
+        rows.append(_run(task="NCBI-disease", seed=s, score=_base(s) + 5 + 0.5 * NOISE[s], technique="lpft3", lpft_epochs=3))
+        rows.append(_run(task="NCBI-disease", seed=s, score=_base(s) + 5 + 0.5 * NOISE[s - 1],
+                         technique="standard +3 epochs", epochs=6))
+    helps = findings.technique_claims(_runs(rows)).query("kind == 'helps (mean)'")
+    assert len(helps) == 3  # lpft3 and the control against standard, lpft3 against the control
+    over_standard = _row(helps, technique="lpft3", against="standard")
+    over_control = _row(helps, technique="lpft3", against="standard +3 epochs")
+    assert over_standard["verdict"] == "holds"  # LP-FT beats standard ...
+    assert over_control["verdict"] == "inconclusive" and abs(over_control["estimate"]) < 1  # ... by more training
+    assert "more than the extra training" in over_control["claim"]
+    assert _row(helps, technique="standard +3 epochs")["verdict"] == "holds"
+
+
 def test_failure_is_judged_at_the_end_of_training():
     rows = _technique_runs()
     for r in rows:

@@ -285,6 +285,20 @@ def test_registry_entries_and_knobs():
         techniques.get("dropout")
 
 
+def test_the_compute_matched_control_gives_standard_the_extra_epochs():
+    from blurblib.training.config import RunConfig, compute_matched_control, control_label
+
+    lpft = RunConfig(task="NCBI-disease", epochs=4, lpft_epochs=3, train_limit=300, seed=7)
+    control = compute_matched_control(lpft)
+    assert control.technique == "standard" and control.epochs == 7 and control.lpft_epochs == 0
+    assert (control.train_limit, control.seed, control.lr) == (300, 7, lpft.lr)  # the same run otherwise
+    assert control_label(lpft) == "standard +3 epochs"
+    with_freeze = RunConfig(task="NCBI-disease", lpft_epochs=2, freeze_layers=3)
+    assert compute_matched_control(with_freeze).technique == "freeze3" and control_label(with_freeze) == "freeze3 +2 epochs"
+    assert compute_matched_control(RunConfig(task="GAD", reinit_layers=1)) is None  # adds no epochs, needs no control
+    assert control_label(control) is None
+
+
 def test_prepare_composes_reinit_mixout_and_freeze(minilm):
     before = _snapshot(minilm)
     done = techniques.prepare(minilm, Knobs(freeze_layers=2, reinit_layers=1, mixout=0.1), generator=5)

@@ -85,7 +85,7 @@ def rounded(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 
 # What a claims table shows in a notebook (the CSV keeps every column): who, what, how big, how sure.
-CLAIM_COLUMNS = ["task", "model", "small", "large", "technique", "reinit_layers", "arm", "kind", "claim", "estimate",
+CLAIM_COLUMNS = ["task", "model", "small", "large", "technique", "reinit_layers", "arm", "against", "kind", "claim", "estimate",
                  "ci_low", "ci_high", "n", "dropped", "p_value", "p_holm", "verdict", "power", "observed"]
 
 

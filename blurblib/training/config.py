@@ -260,7 +260,9 @@ class Technique:
     knob. Adding a technique is one entry here, a `RunConfig` field for its knob, and the code
     that reads it (`prepare` for the model, `param_groups` for the optimizer, or the loop).
     `qualifiers` are `(field, short, neutral)` of other RunConfig fields that refine an active
-    technique and name it apart in the run label (`slimfit0.9-int8`)."""
+    technique and name it apart in the run label (`slimfit0.9-int8`). `extra_epochs`: the knob
+    counts epochs the technique trains on top of the recipe's (LP-FT's head-only epochs), which
+    its compute-matched control (`compute_matched_control`) gives standard fine-tuning instead."""
 
     name: str
     description: str
@@ -270,6 +272,8 @@ class Technique:
     sweep: tuple = ()
     reference: str = ""
     qualifiers: tuple[tuple[str, str, float | int], ...] = ()
+    extra_epochs: bool = False
+
 
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
     Technique("standard", "plain fine-tuning: AdamW (bias-corrected), linear warmup and decay", None, None, None,
@@ -283,7 +287,8 @@ TECHNIQUES: dict[str, Technique] = {t.name: t for t in [
     Technique("mixout", "mix encoder Linear weights toward the pretrained ones with probability p", "mixout", 0.0, 0.1,
               (0.1, 0.3, 0.5, 0.7, 0.9), "Lee et al. 2020"),
     Technique("lpft", "linear probe first: k epochs training only the head on the frozen encoder, then fine-tune all",
-              "lpft_epochs", 0, 3, (1, 3, 5), "Kumar et al. 2022: fine-tuning distorts pretrained features; LP-FT does not"),
+              "lpft_epochs", 0, 3, (1, 3, 5), "Kumar et al. 2022: fine-tuning distorts pretrained features; LP-FT does not",
+              extra_epochs=True),
     Technique("slimfit", "SlimFit: each step freeze the share `rate` of the scheduled units (slimfit_unit: weight "
               "tensors as its authors, or embedding/block layers) whose weights changed least (inter-layer "
               "scheduling); its activation compression by the slimfit_*_bits / slimfit_ln_keep switches; with "
@@ -343,6 +348,32 @@ def knob_values(cfg) -> dict:
     if missing:
         raise ConfigError(f"run config {type(cfg).__name__} lacks the technique fields {missing}")
     return knobs
+
+
+def control_label(cfg) -> str | None:
+    """`standard +3 epochs` for a config or row whose techniques train 3 epochs on top of the
+    recipe (LP-FT's probe; `freeze3 +3 epochs` for LP-FT with freezing), None where none do."""
+    extra = _extra_epochs(cfg)
+    if not extra:
+        return None
+    others = "+".join(t.name + f"{knob_values(cfg)[t.knob]:g}" for t in active(cfg) if not t.extra_epochs)
+    return f"{others or 'standard'} +{extra:g} epochs"
+
+
+def compute_matched_control(config: RunConfig) -> RunConfig | None:
+    """The same run without the techniques that add epochs, given those epochs as ordinary
+    training (LP-FT's 3 head-only epochs -> 3 more epochs): what such a technique must beat for
+    its gain to be more than more training. None for a config that adds none."""
+    extra = _extra_epochs(config)
+    if not extra:
+        return None
+    off = {t.knob: t.neutral for t in active(config) if t.extra_epochs}
+    return dataclasses.replace(config, **off, epochs=config.epochs + extra)
+
+
+def _extra_epochs(cfg) -> int:
+    knobs = knob_values(cfg)
+    return sum(int(knobs[t.knob]) for t in active(cfg) if t.extra_epochs)
 
 
 def is_standard(cfg) -> bool:

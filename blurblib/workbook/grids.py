@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from ..core.errors import UnknownNameError
 from ..data import tasks
 from ..runs import arms, calibration, reference, results, sweep
-from ..training.config import RunConfig
+from ..training.config import RunConfig, compute_matched_control, control_label
 from ..training.mlm import PretrainConfig
 from . import instability, profiles, rehearsal, remedies
 from .efficiency import freeze_sweep, slimfit_rate_sweep, slimfit_sweep
@@ -90,17 +92,37 @@ def size(P: Profile) -> Grid:
 
 
 def stabilization(P: Profile) -> Grid:
-    """The techniques against standard on every task (those that fit the head), and the knob
-    curves on one task."""
+    """The techniques against standard on every task (those that fit the head), the
+    compute-matched controls of those that add epochs (LP-FT's), and the knob curves on one task."""
     main, left_out = sweep.applicable(sweep.expand(P.sweep()))
     X = P.settings
     knobs = [c for knob, values in X.knobs.items()
              for c in sweep.expand(P.sweep(tasks=[X.knob_task], models=X.knob_models,
                                                techniques=[{knob: v} for v in values], seeds=X.knob_seeds))]
-    parts = {"main": main, "knobs": knobs}
+    parts = {"main": main, "controls": list(controls_of(main).values()), "knobs": knobs}
     if X.unstable:
         parts["remedies"] = [c for _, c in remedy_configs(P)]
     return Grid(parts=parts, referenced=("main",), left_out=tuple(left_out), scan=scan_configs(P))
+
+
+def controls_of(configs: list[RunConfig]) -> dict[str, RunConfig]:
+    """run id -> compute-matched control, for every config that trains extra epochs (LP-FT)."""
+    return {c.run_id: control for c in configs if (control := compute_matched_control(c)) is not None}
+
+
+def with_controls(P: Profile, configs: list[RunConfig]) -> pd.DataFrame:
+    """The stored runs of `configs` and of their compute-matched controls, each control named in
+    the `technique` column by what it is (`standard +3 epochs`), so that tables, plots and
+    claims show it as an arm of its own beside the technique it controls."""
+    labelled = {}
+    for config in configs:
+        control = compute_matched_control(config)
+        if control is not None:
+            labelled.setdefault(control_label(config), {})[control.run_id] = control
+    frames = [P.records_for(configs)]
+    frames += [P.records_for(list(controls.values())).assign(technique=label) for label, controls in labelled.items()]
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def remedy_configs(P: Profile) -> list[tuple[str, RunConfig]]:

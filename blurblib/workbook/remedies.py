@@ -23,14 +23,15 @@ import pandas as pd
 
 from ..analysis import findings, power
 from ..runs import sweep
-from ..training.config import RunConfig
+from ..training.config import RunConfig, compute_matched_control
 from . import instability
 
 LARGER_MODEL = "mpnet-base"
 
 
-def _more_epochs(base: RunConfig) -> dict:
-    return {"epochs": base.epochs + 3}
+def _lpft_control(base: RunConfig) -> dict:
+    """LP-FT's compute-matched control: the lpft3 arm's 3 probe epochs as ordinary training."""
+    return {"epochs": compute_matched_control(dataclasses.replace(base, **ARMS["lpft3"])).epochs}
 
 
 def _strong_baseline(base: RunConfig) -> dict:
@@ -46,7 +47,7 @@ ARMS = {
     "reinit1": {"reinit_layers": 1},
     "reinit2": {"reinit_layers": 2},
     "lpft3": {"lpft_epochs": 3},
-    "standard +3 epochs": _more_epochs,
+    "standard +3 epochs": _lpft_control,
     "strong baseline": _strong_baseline,
     LARGER_MODEL: {"model": LARGER_MODEL},
 }
