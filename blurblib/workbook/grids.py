@@ -131,6 +131,15 @@ def remedy_configs(P: Profile) -> list[tuple[str, RunConfig]]:
     return remedies.configs(X.unstable, X.scan, X.remedy_seeds, _precision(P)) if X.unstable else []
 
 
+def unstable_runs(profile: str) -> pd.DataFrame:
+    """The stored remedies grid on notebook 03's chosen unstable settings under `profile`, each run
+    with its `arm` and `setting`: notebooks 02 and 04 read their claims where fine-tuning is
+    unstable from it (03 or `blurb remedies` trains it). Empty where the profile lists none."""
+    P03 = profiles.get("03_stabilization", profile)
+    arm_configs = remedy_configs(P03)
+    return remedies.records(arm_configs, P03.results_dir, P03.any_precision) if arm_configs else pd.DataFrame()
+
+
 def scan_configs(P: Profile) -> list[RunConfig]:
     """The instability scan of notebook 03's profile, at the precision its runs train at."""
     scan = getattr(P.settings, "scan", None)

@@ -296,18 +296,26 @@ def this_runs_figures(figures: Path, stem: str, timing: dict | None) -> list[Pat
     return [f for f in found if f.stat().st_mtime >= started - 1]
 
 
+# The claims tables a notebook writes besides its main one, and their headings in REPORT.md.
+EXTRA_CLAIMS = {"remedies": "The remedies where fine-tuning is unstable (the scan's chosen settings)",
+                "unstable": "Where fine-tuning is unstable (notebook 03's remedies grid)"}
+
+
 def summary_section(tables: Path) -> list[str]:
     """One screen before the details: each of the paper's claims where a notebook tested it, per
     task, with the effect, its interval and the verdict (every row from the claims tables)."""
 
     paper = set(CLAIMS.values()) | set(PRETRAINING_CLAIMS.values())
-    rows = []
+    rows, seen = [], set()
     for path in sorted(tables.glob("[0-9][0-9]_*_claims.csv")):
         claims = pd.read_csv(path)
         for _, row in claims[claims["claim"].isin(paper)].iterrows():
             where = " / ".join(f"{c} {row[c]}" if c == "reinit_layers" else str(row[c])
-                               for c in ("task", "model", "small", "large", "technique", "reinit_layers", "kind")
-                               if c in row and pd.notna(row[c]))
+                               for c in ("setting", "task", "model", "small", "large", "technique", "reinit_layers", "arm",
+                                         "kind") if c in row and pd.notna(row[c]))
+            if (row["claim"], where) in seen:  # 04 reads re-initialisation's rows of 03's remedies grid again
+                continue
+            seen.add((row["claim"], where))
             rows.append({"notebook": path.name[:2], "claim": row["claim"], "tested on": where,
                          "effect [95% CI]": f"{_num(row['estimate'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}]",
                          "n": row["n"], "p (Holm)": p_text(row.get("p_holm", row["p_value"])), "verdict": row["verdict"]})
@@ -376,6 +384,10 @@ def write_report(profile: str, out: Path, rehearsal_notes: list[str] | None = No
         claims = tables / f"{stem}_claims.csv"
         if claims.is_file():
             lines += [to_markdown(claims_view(pd.read_csv(claims))), ""]
+        for extra, heading in EXTRA_CLAIMS.items():
+            path = tables / f"{stem}_{extra}_claims.csv"
+            if path.is_file():
+                lines += [f"### {heading}", "", to_markdown(claims_view(pd.read_csv(path))), ""]
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))
     return report
