@@ -65,3 +65,20 @@ def test_report_summary_and_p_values_in_significant_digits(tmp_path):
     assert "2.50 [1.00, 4.00]" in summary and "4.9e-04" in summary and "holds" in summary
     assert plots.p_text(0.000244) == "2.4e-04" and plots.p_text(0.031) == "0.031" and plots.p_text(float("nan")) == "–"
     assert plots.claims_view(pd.read_csv(tables / "04_low_resource_reinit_claims.csv"))["p_value"].iloc[0] == "2.4e-04"
+
+
+def test_report_summary_shows_the_p_a_verdict_rests_on_and_each_claim_once(tmp_path):
+    import pandas as pd
+
+    from blurblib.analysis import findings
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    row = {"setting": "NCBI-disease token head", "arm": "reinit1", "kind": "helps (mean)", "claim": findings.CLAIMS["reinit"],
+           "estimate": -3.0, "ci_low": -5.0, "ci_high": -1.0, "n": 20, "p_value": 0.9999, "p_holm": 1.0,
+           "p_opposite_holm": 0.0021, "verdict": "does not hold"}
+    pd.DataFrame([row]).to_csv(tables / "03_stabilization_remedies_claims.csv", index=False)
+    pd.DataFrame([row]).to_csv(tables / "04_low_resource_reinit_unstable_claims.csv", index=False)  # 04 reads 03's runs
+    summary = "\n".join(reproduce.summary_section(tables))
+    assert "0.0021" in summary and "| 1 |" not in summary  # the opposite direction decided it
+    assert summary.count("| does not hold |") == 1 and "NCBI-disease token head / reinit1" in summary

@@ -318,13 +318,22 @@ def summary_section(tables: Path) -> list[str]:
             seen.add((row["claim"], where))
             rows.append({"notebook": path.name[:2], "claim": row["claim"], "tested on": where,
                          "effect [95% CI]": f"{_num(row['estimate'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}]",
-                         "n": row["n"], "p (Holm)": p_text(row.get("p_holm", row["p_value"])), "verdict": row["verdict"]})
+                         "n": row["n"], "p (Holm)": p_text(_verdict_p(row)), "verdict": row["verdict"]})
     if not rows:
         return []
     return ["## Summary: the paper's claims as these runs test them", "",
             "Per task, in the task's metric; the verdict rule and the tests are `blurblib.analysis.stats` "
-            "(Holm-adjusted over each notebook's claims; a test at its floor is never decided).", "",
+            "(Holm-adjusted over each notebook's claims; a test at its floor is never decided). The p shown is the "
+            "one the verdict rests on: for *does not hold*, the opposite direction's.", "",
             to_markdown(pd.DataFrame(rows)), ""]
+
+
+def _verdict_p(row) -> float:
+    """The adjusted p of the direction the verdict speaks for: a claim that *does not hold* was
+    decided by the opposite direction's p (its own is near 1, which would read as no evidence)."""
+    if row["verdict"] == "does not hold" and pd.notna(row.get("p_opposite_holm")):
+        return row["p_opposite_holm"]
+    return row.get("p_holm", row["p_value"])
 
 
 def _num(value) -> str:
