@@ -59,7 +59,8 @@ class ScanSettings:
 # the others' 21-189.
 FULL = ScanSettings(
     tasks=("BIOSSES", "GAD", "NCBI-disease", "BC5-chem", "ChemProt", "DDI", "HoC"),
-    sizes={"BIOSSES": (None,), "GAD": (300, 100, 1000), "NCBI-disease": (300, 100, 1000), "BC5-chem": (100, 300),
+    # NER at 200 sentences: between 100 (the stabilised recipe fails every seed) and 300 (none fails)
+    sizes={"BIOSSES": (None,), "GAD": (300, 100, 1000), "NCBI-disease": (300, 100, 1000, 200), "BC5-chem": (100, 300, 200),
            "ChemProt": (300, 1000), "DDI": (1000,), "HoC": (1000,)},
     base=dict(lr=1e-4, epochs=3, batch_size=16, max_length=128, eval_limit=200),
     per_task={"BIOSSES": dict(epochs=10, batch_size=8, eval_limit=None)},
