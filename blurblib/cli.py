@@ -155,13 +155,13 @@ def _remedies(args: argparse.Namespace) -> int:
         raise ConfigError(f"profile {args.profile!r} lists no unstable setting for the remedies "
                           "(profiles: StabilizationSettings.unstable); try --profile full")
     if args.task:
-        known = sorted({c.task for _, c in arm_configs})
+        known = sorted({a.config.task for a in arm_configs})
         unknown = sorted(set(args.task) - set(known))
         if unknown:
             raise ConfigError(f"--task {' '.join(unknown)}: profile {args.profile!r} has no unstable setting on it; "
                               f"its settings are on {', '.join(known)}")
-        arm_configs = [(arm, c) for arm, c in arm_configs if c.task in args.task]
-    configs = [c for _, c in arm_configs]
+        arm_configs = [a for a in arm_configs if a.config.task in args.task]
+    configs = [a.config for a in arm_configs]
     print(sweep.format_plan(P.plan(configs)))
     if args.dry_run:
         return 0

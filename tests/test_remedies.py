@@ -10,7 +10,7 @@ SETTING = remedies.Setting(task="GAD", head="cls", train_limit=300, recipe="stab
 def test_every_arm_departs_from_the_setting_only_where_it_says():
     pairs = remedies.configs([SETTING], instability.FULL, seeds=(1, 2), precision="bf16")
     assert len(pairs) == 2 * len(remedies.ARMS)
-    arms = {arm: config for arm, config in pairs if config.seed == 1}
+    arms = {arm: config for arm, config, _ in pairs if config.seed == 1}
     base = arms["standard"]
     assert (base.task, base.head, base.train_limit, base.lr, base.epochs) == ("GAD", "cls", 300, 1e-4, 3)
     assert arms["freeze4"].freeze_layers == 4 and arms["reinit2"].reinit_layers == 2
@@ -18,7 +18,8 @@ def test_every_arm_departs_from_the_setting_only_where_it_says():
     strong = arms["strong baseline"]
     assert strong.lr == base.lr / 5 and strong.epochs == 3 * base.epochs and strong.warmup_ratio == 0.1
     assert strong.adam_bias_correction and arms[remedies.LARGER_MODEL].model == "mpnet-base"
-    assert len({c.run_id for _, c in pairs}) == len(pairs)
+    assert len({a.config.run_id for a in pairs}) == len(pairs)
+    assert {a.setting for a in pairs} == {SETTING.label}  # the strong baseline's own recipe does not rename it
 
 
 def test_records_name_each_stored_run_by_its_arm_and_setting(tmp_path):
@@ -28,11 +29,11 @@ def test_records_name_each_stored_run_by_its_arm_and_setting(tmp_path):
 
     pairs = remedies.configs([SETTING], instability.FULL, seeds=(1,), precision="bf16")
     store = results.ResultsStore(tmp_path)
-    for arm, config in pairs[:3]:
+    for arm, config, _ in pairs[-3:]:  # the last arms: the strong baseline, whose recipe differs
         store.write({"run_id": config.run_id, "config": dataclasses.asdict(config), "status": "ok", "test_score": 60.0,
                      "final_test_score": 60.0, "dev_score": 60.0})
     df = remedies.records(pairs, tmp_path)
-    assert list(df["arm"]) == [arm for arm, _ in pairs[:3]]
+    assert sorted(df["arm"]) == sorted(a.arm for a in pairs[-3:]) and "strong baseline" in set(df["arm"])
     assert set(df["setting"]) == {"GAD cls head, 300 examples, stabilised"}
 
 

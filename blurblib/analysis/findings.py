@@ -54,19 +54,21 @@ def technique_claims(df: pd.DataFrame, baseline: str = "standard") -> pd.DataFra
     return finish_claims(rows)
 
 
-def arm_claims(df: pd.DataFrame, column: str, arm, baseline, claim: str, on=("task", "model", "seed")) -> list[dict]:
+def arm_claims(df: pd.DataFrame, column: str, arm, baseline, claim: str, on=("task", "model", "seed"),
+               names: tuple[str, str] | None = None) -> list[dict]:
     """Three rows for "`arm` beats `baseline`" over the same seeds: *helps* (mean paired
     difference, Wilcoxon), *stabilises: failure rate* (end of training, exact McNemar) and
     *stabilises: seed sd* (Brown-Forsythe). Only fair pairs (same precision and kind of
-    machine) enter any of them."""
+    machine) enter any of them. `names`: how the claims name the two arms (default: their values)."""
+    a_name, b_name = names or (arm, baseline)
     pairs = fair_pairs(df, column, arm, baseline, on)
     dropped = pairs.attrs["dropped"]
     helps = stats.paired(df, column, arm, baseline, claim=claim, on=on)
     helps = _with_test_sampling(helps, df, column, arm, baseline, on)
-    failure = stats.failure_rate_change(pairs["failed_b"], pairs["failed_a"], claim=f"{arm} fails less often than {baseline}",
-                                        effect=f"failure rate {baseline} - {arm} (share of seeds, end of training)")
-    spread = stats.spread_ratio(pairs["score_a"], pairs["score_b"], claim=f"{arm} varies less across seeds than {baseline}",
-                                effect=f"log(sd {baseline} / sd {arm})")
+    failure = stats.failure_rate_change(pairs["failed_b"], pairs["failed_a"], claim=f"{a_name} fails less often than {b_name}",
+                                        effect=f"failure rate {b_name} - {a_name} (share of seeds, end of training)")
+    spread = stats.spread_ratio(pairs["score_a"], pairs["score_b"], claim=f"{a_name} varies less across seeds than {b_name}",
+                                effect=f"log(sd {b_name} / sd {a_name})")
     return [{"kind": "helps (mean)", **helps.as_dict()},
             {"kind": "stabilises (failure rate)", **dataclasses.replace(failure, dropped=dropped).as_dict()},
             {"kind": "stabilises (seed sd)", **dataclasses.replace(spread, dropped=dropped).as_dict()}]
@@ -216,7 +218,7 @@ def reinit_claims(df: pd.DataFrame) -> pd.DataFrame:
         for n in sorted(set(group["reinit_layers"]) - {0}):
             claim = CLAIMS["reinit"] if task == "BIOSSES" else f"re-initialising the top {n} block(s) helps {task}"
             rows += [{"task": task, "model": model, "reinit_layers": n, **row}
-                     for row in arm_claims(group, "reinit_layers", n, 0, claim)]
+                     for row in arm_claims(group, "reinit_layers", n, 0, claim, names=(f"reinit{n}", "standard"))]
     return finish_claims(rows)
 
 

@@ -101,7 +101,7 @@ def stabilization(P: Profile) -> Grid:
                                                techniques=[{knob: v} for v in values], seeds=X.knob_seeds))]
     parts = {"main": main, "controls": list(controls_of(main).values()), "knobs": knobs}
     if X.unstable:
-        parts["remedies"] = [c for _, c in remedy_configs(P)]
+        parts["remedies"] = [a.config for a in remedy_configs(P)]
     return Grid(parts=parts, referenced=("main",), left_out=tuple(left_out), scan=scan_configs(P))
 
 
@@ -125,8 +125,8 @@ def with_controls(P: Profile, configs: list[RunConfig]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def remedy_configs(P: Profile) -> list[tuple[str, RunConfig]]:
-    """(arm, config) of the remedies grid on the profile's chosen unstable settings."""
+def remedy_configs(P: Profile) -> list[remedies.ArmConfig]:
+    """The remedies grid's runs (arm, config, setting) on the profile's chosen unstable settings."""
     X = P.settings
     return remedies.configs(X.unstable, X.scan, X.remedy_seeds, _precision(P)) if X.unstable else []
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -71,6 +72,21 @@ class Setting:
     recipe: str
     why: str = ""
 
+    @property
+    def label(self) -> str:
+        """How tables name the setting: `NCBI-disease token head, 100 examples, bert-original`."""
+        size = "all" if self.train_limit is None else self.train_limit
+        return f"{self.task} {self.head} head, {size} examples, {self.recipe}"
+
+
+class ArmConfig(NamedTuple):
+    """One run of the remedies grid: which arm, its config, and the setting it belongs to (an arm
+    may change the setting's own fields: the strong baseline changes its optimiser recipe)."""
+
+    arm: str
+    config: RunConfig
+    setting: str
+
 
 def base_config(setting: Setting, scan: instability.ScanSettings, seed: int, precision: str) -> RunConfig:
     """The setting's run as the scan trained it (same fields), for any seed."""
@@ -79,31 +95,30 @@ def base_config(setting: Setting, scan: instability.ScanSettings, seed: int, pre
     return cell.config(seed, precision)
 
 
-def configs(settings, scan: instability.ScanSettings, seeds, precision: str) -> list[tuple[str, RunConfig]]:
-    """(arm, config) for every setting, arm and seed, seed-major so a stopped grid is even."""
+def configs(settings, scan: instability.ScanSettings, seeds, precision: str) -> list[ArmConfig]:
+    """Every setting, arm and seed, seed-major so a stopped grid is even."""
     out = []
     for seed in seeds:
         for setting in settings:
             base = base_config(setting, scan, seed, precision)
             for arm, change in ARMS.items():
                 fields = change(base) if callable(change) else change
-                out.append((arm, dataclasses.replace(base, **fields)))
+                out.append(ArmConfig(arm, dataclasses.replace(base, **fields), setting.label))
     return out
 
 
-def records(arm_configs, store, any_precision: bool = True) -> pd.DataFrame:
+def records(arm_configs: list[ArmConfig], store, any_precision: bool = True) -> pd.DataFrame:
     """The stored runs of the grid, each with its `arm` and `setting` (test scored: these are
     the notebook's final runs, not the scan's dev-only ones)."""
-    df = sweep.records_for([c for _, c in arm_configs], store, any_precision=any_precision)
+    df = sweep.records_for([a.config for a in arm_configs], store, any_precision=any_precision)
     if df.empty:
         return df
-    arm_of = {}
-    for arm, config in arm_configs:
-        arm_of[config.run_id] = arm
-        arm_of[dataclasses.replace(config, precision="fp32" if config.precision == "bf16" else "bf16").run_id] = arm
-    df["arm"] = df["run_id"].map(arm_of)
-    df["setting"] = [f"{r['task']} {r['head']} head, {int(r['train_limit']) if pd.notna(r['train_limit']) else 'all'} "
-                     f"examples, {instability.recipe_of(r)}" for _, r in df.iterrows()]
+    of = {}
+    for a in arm_configs:
+        twin = dataclasses.replace(a.config, precision="fp32" if a.config.precision == "bf16" else "bf16")
+        of[a.config.run_id] = of[twin.run_id] = a
+    df["arm"] = df["run_id"].map(lambda run_id: of[run_id].arm)
+    df["setting"] = df["run_id"].map(lambda run_id: of[run_id].setting)
     return df
 
 

@@ -301,18 +301,26 @@ EXTRA_CLAIMS = {"remedies": "The remedies where fine-tuning is unstable (the sca
                 "unstable": "Where fine-tuning is unstable (notebook 03's remedies grid)"}
 
 
+# The columns that say what a claims row compares (the rest say how it came out).
+_IDENTITY = ("setting", "task", "model", "small", "large", "technique", "reinit_layers", "arm", "against")
+
+
 def summary_section(tables: Path) -> list[str]:
     """One screen before the details: each of the paper's claims where a notebook tested it, per
-    task, with the effect, its interval and the verdict (every row from the claims tables)."""
-
+    task or setting, with the effect, its interval and the verdict (every row from the claims
+    tables). On an unstable setting, a paper claim's *stabilises* rows (failure rate, seed sd) go
+    beside its *helps* row: there the paper's remedies are claims about stability."""
     paper = set(CLAIMS.values()) | set(PRETRAINING_CLAIMS.values())
     rows, seen = [], set()
     for path in sorted(tables.glob("[0-9][0-9]_*_claims.csv")):
         claims = pd.read_csv(path)
-        for _, row in claims[claims["claim"].isin(paper)].iterrows():
-            where = " / ".join(f"{c} {row[c]}" if c == "reinit_layers" else str(row[c])
-                               for c in ("setting", "task", "model", "small", "large", "technique", "reinit_layers", "arm",
-                                         "kind") if c in row and pd.notna(row[c]))
+        identity = [c for c in _IDENTITY if c in claims]
+        keys = pd.Series([" | ".join(map(str, r)) for r in claims[identity].itertuples(index=False)], index=claims.index)
+        # on an unstable setting a remedy's claim is about stability: its failure-rate and sd rows join
+        picked = keys.isin(set(keys[claims["claim"].isin(paper)])) if "setting" in claims else claims["claim"].isin(paper)
+        for _, row in claims[picked].iterrows():
+            shown = [c for c in (*_IDENTITY, "kind") if c in row and pd.notna(row[c]) and not (c == "task" and "setting" in row)]
+            where = " / ".join(f"{c} {row[c]}" if c in ("reinit_layers", "against") else str(row[c]) for c in shown)
             if (row["claim"], where) in seen:  # 04 reads re-initialisation's rows of 03's remedies grid again
                 continue
             seen.add((row["claim"], where))
@@ -322,9 +330,10 @@ def summary_section(tables: Path) -> list[str]:
     if not rows:
         return []
     return ["## Summary: the paper's claims as these runs test them", "",
-            "Per task, in the task's metric; the verdict rule and the tests are `blurblib.analysis.stats` "
-            "(Holm-adjusted over each notebook's claims; a test at its floor is never decided). The p shown is the "
-            "one the verdict rests on: for *does not hold*, the opposite direction's.", "",
+            "Per task (or unstable setting), in the task's metric; the verdict rule and the tests are "
+            "`blurblib.analysis.stats` (Holm-adjusted over each notebook's claims; a test at its floor is never "
+            "decided). The p shown is the one the verdict rests on: for *does not hold*, the opposite direction's. "
+            "A remedy that fails every seed has a small seed sd: read the sd row with the failure-rate row.", "",
             to_markdown(pd.DataFrame(rows)), ""]
 
 
