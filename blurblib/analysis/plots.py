@@ -85,8 +85,8 @@ def rounded(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 
 # What a claims table shows in a notebook (the CSV keeps every column): who, what, how big, how sure.
-CLAIM_COLUMNS = ["task", "model", "small", "large", "technique", "reinit_layers", "arm", "against", "kind", "claim", "estimate",
-                 "ci_low", "ci_high", "n", "dropped", "p_value", "p_holm", "verdict", "power", "observed"]
+CLAIM_COLUMNS = ["setting", "task", "model", "small", "large", "technique", "reinit_layers", "arm", "against", "kind", "claim", "estimate",
+                 "ci_low", "ci_high", "n", "dropped", "test", "p_value", "p_holm", "verdict", "power", "observed"]
 
 
 def claims_view(claims: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
