@@ -42,7 +42,8 @@ def seed_distributions(df: pd.DataFrame, x: str, hue: str | None = None, col: st
     below it is a model that fine-tuning made worse than no fine-tuning."""
     data = df.dropna(subset=[score])
     n_cols = max(data[col].nunique(), 1)
-    fig, axes = plt.subplots(1, n_cols, figsize=(4.2 * n_cols, 3.8), squeeze=False)
+    width = max(4.2, 0.62 * data[x].nunique())  # ten arms need room for ten labels
+    fig, axes = plt.subplots(1, n_cols, figsize=(width * n_cols, 3.8), squeeze=False)
     reference_line = None
     for ax, (name, group) in zip(axes[0], data.groupby(col, sort=True)):
         sns.boxplot(data=group, x=x, y=score, hue=hue, ax=ax, fliersize=0, boxprops={"alpha": 0.35})
@@ -52,7 +53,8 @@ def seed_distributions(df: pd.DataFrame, x: str, hue: str | None = None, col: st
             reference_line = ax.axhline(reference[name], color="grey", linestyle="--", linewidth=1.2)
         ax.set_title(name)
         ax.set_xlabel("")
-        ax.tick_params(axis="x", rotation=20)
+        ax.tick_params(axis="x", rotation=30)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     if title:
         fig.suptitle(title)
     # one legend for all panels, below them: a legend inside a panel covers seeds

@@ -122,13 +122,13 @@ def records(arm_configs: list[ArmConfig], store, any_precision: bool = True) -> 
     return df
 
 
-def claims(df: pd.DataFrame, arms=None) -> pd.DataFrame:
-    """Per setting, each arm (of `arms`; None: every remedy and control) against standard, and
-    LP-FT against its compute-matched control: helps and stabilises, Holm over the whole table.
-    The size claim (the larger model fails more often, varies more) is `size_claims`."""
+def claims(df: pd.DataFrame) -> pd.DataFrame:
+    """Per setting, each remedy and control against standard, and LP-FT against its
+    compute-matched control: helps and stabilises, Holm over the whole table. The size claim
+    (the larger model fails more often, varies more) is `size_claims`."""
     rows = []
     for setting, group in df.groupby("setting", sort=True):
-        for arm in [a for a in ARMS if a not in ("standard", LARGER_MODEL) and (arms is None or a in arms)]:
+        for arm in [a for a in ARMS if a not in ("standard", LARGER_MODEL)]:
             for control in ("standard", *([CONTROLS[arm]] if arm in CONTROLS else [])):
                 rows += [{"setting": setting, "arm": arm, "against": control, **row}
                          for row in findings.arm_claims(group, "arm", arm, control, CLAIMS[arm], on=("seed",))]
