@@ -270,7 +270,7 @@ def seed_plan(P: "Profile") -> str:
 
 # The settings the remedies are tested on: `instability.chosen_settings` on the default profile's
 # committed scan (outputs/tables/03_stabilization_scan.csv; a test checks the two agree). Their
-# grid (43 seeds x 10 arms each) trains under the `full` profile (`blurb remedies`), across sessions.
+# grid trains 20 seeds x 10 arms in the default profile and `remedies.planned_seeds` (38) in `full` (`blurb remedies`).
 UNSTABLE = (
     remedies.Setting("NCBI-disease", "token", 100, "bert-original",
                      why="the most balanced unstable-but-learnable cell of NCBI-disease"),
