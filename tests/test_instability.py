@@ -72,12 +72,18 @@ def test_scan_cells_cross_heads_sizes_and_recipes():
     assert {c.seed for c in first_block} == {1, 2, 3, 4, 5}  # every cell to 5 seeds before any to 10
     bert = [c for c in configs if not c.adam_bias_correction]
     assert bert and all(c.warmup_ratio == 0 for c in bert)
+    # the extra learning rates: both recipes, the paper's head, only where asked
+    other_lr = [c for c in cells if c.lr != instability.FULL.base["lr"]]
+    assert {(c.task, c.train_limit, c.lr) for c in other_lr} == {
+        (task, size, lr) for (task, size), lrs in instability.FULL.lrs.items() for lr in lrs}
+    assert len(other_lr) == 2 * sum(map(len, instability.FULL.lrs.values())) and {c.head for c in other_lr} == {"token"}
+    assert all(c.config(1, "bf16").lr == c.lr for c in other_lr)
 
 
 def _scan_rows(final, best, trivial=50.0, status="ok"):
     rows = []
     for seed, (f, b) in enumerate(zip(final, best), 1):
-        rows.append(dict(task="GAD", model="minilm-l6", head="cls", train_limit=100, recipe="stabilised", seed=seed,
+        rows.append(dict(task="GAD", model="minilm-l6", head="cls", train_limit=100, lr=1e-4, recipe="stabilised", seed=seed,
                          final_dev_score=f, dev_score=b, trivial_dev_score=trivial, status=status,
                          n_train=100, batch_size=16, epochs=3, reference_dev=55.0,
                          failed_final=f <= trivial, failed_best=b <= trivial))
@@ -126,7 +132,7 @@ def test_the_remedies_settings_are_what_the_committed_scan_chose():
     table = pd.read_csv(paths.REPO_ROOT / "outputs" / "tables" / "03_stabilization_scan.csv")
     table["train_limit"] = table["train_limit"].astype("Int64")
     chosen = instability.chosen_settings(table)
-    committed = [(s.task, s.head, s.train_limit, s.recipe) for s in profiles.UNSTABLE]
-    assert [tuple(r) for r in chosen[["task", "head", "train_limit", "recipe"]].itertuples(index=False)] == committed
+    committed = [(s.task, s.head, s.train_limit, s.recipe, s.lr or instability.DEFAULT.base["lr"]) for s in profiles.UNSTABLE]
+    assert [tuple(r) for r in chosen[["task", "head", "train_limit", "recipe", "lr"]].itertuples(index=False)] == committed
     full = profiles.get("03_stabilization", "full").settings
     assert full.unstable == profiles.UNSTABLE and len(full.remedy_seeds) >= 20

@@ -22,6 +22,16 @@ def test_every_arm_departs_from_the_setting_only_where_it_says():
     assert {a.setting for a in pairs} == {SETTING.label}  # the strong baseline's own recipe does not rename it
 
 
+def test_a_setting_at_another_learning_rate_is_its_own_cell_and_label():
+    faster = remedies.Setting("BC5-chem", "token", 100, "bert-original", lr=2e-4)
+    arms = {a.arm: a.config for a in remedies.configs([faster], instability.FULL, seeds=(1,), precision="bf16")}
+    assert arms["standard"].lr == 2e-4 and arms["strong baseline"].lr == 2e-4 / 5
+    assert faster.label == "BC5-chem token head, 100 examples, bert-original, lr 0.0002"
+    base = remedies.Setting("BC5-chem", "token", 100, "bert-original")
+    assert remedies.base_config(base, instability.FULL, 1, "bf16").lr == instability.FULL.base["lr"]
+    assert "lr" not in base.label
+
+
 def test_records_name_each_stored_run_by_its_arm_and_setting(tmp_path):
     import dataclasses
 

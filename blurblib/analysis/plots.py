@@ -301,7 +301,7 @@ def _calibration_legend(palette: dict):
 def instability_scan(table: pd.DataFrame):
     """The scan at a glance, one panel per task: failure rate at the end of training (top) and
     seed sd of the final dev score (bottom) against optimisation steps, a line per head and
-    optimiser recipe. Unstable-but-learnable cells (some seeds fail, some beat the frozen
+    optimiser recipe at the base learning rate, triangles for the others. Unstable-but-learnable cells (some seeds fail, some beat the frozen
     reference) are ringed: there a remedy has something to remove."""
     task_order = list(dict.fromkeys(table["task"]))
     fig, axes = plt.subplots(2, len(task_order), figsize=(3.1 * len(task_order), 6.6), squeeze=False, sharey="row")
@@ -311,14 +311,22 @@ def instability_scan(table: pd.DataFrame):
     palette = sns.color_palette("colorblind")
     colours = dict(zip(order, (palette[0], palette[2], palette[4], palette[3])))  # blue, green, purple, red
     colours.update({h: "grey" for h in heads if h not in colours})
+    base_lr = table["lr"].mode().iloc[0] if "lr" in table else None
     for column, task in enumerate(task_order):
         group = table[table["task"] == task]
-        for (head, recipe), line in group.groupby(["head", "recipe"], sort=True):
-            line = line.sort_values("steps")
+        for (head, recipe), cells in group.groupby(["head", "recipe"], sort=True):
+            cells = cells.sort_values("steps")
+            line = cells if base_lr is None else cells[cells["lr"] == base_lr]
             style = dict(color=colours[head], linestyle=styles.get(recipe, ":"), marker="o", markersize=4)
             axes[0, column].plot(line["steps"], line["failed"], label=f"{head} head, {recipe}", **style)
             axes[1, column].plot(line["steps"], line["final_dev_sd"], **style)
-            ringed = line[line["unstable_but_learnable"]]
+            # the scan's other learning rates: a triangle pointing up (larger) or down, hollow for bert-original
+            for lr, point in ([] if base_lr is None else cells[cells["lr"] != base_lr].groupby("lr")):
+                mark = dict(marker="^" if lr > base_lr else "v", s=40, edgecolors=colours[head],
+                            facecolors=colours[head] if recipe == "stabilised" else "none")
+                axes[0, column].scatter(point["steps"], point["failed"], label=f"{head} head, {recipe}, lr {lr:g}", **mark)
+                axes[1, column].scatter(point["steps"], point["final_dev_sd"], **mark)
+            ringed = cells[cells["unstable_but_learnable"]]
             axes[0, column].scatter(ringed["steps"], ringed["failed"], s=110, facecolors="none", edgecolors="black")
         axes[0, column].set_title(task)
         axes[1, column].set_xlabel("optimisation steps")

@@ -71,12 +71,18 @@ class Setting:
     train_limit: int | None
     recipe: str
     why: str = ""
+    lr: float | None = None  # None: the scan's base learning rate
 
     @property
     def label(self) -> str:
-        """How tables name the setting: `NCBI-disease token head, 100 examples, bert-original`."""
+        """How tables name the setting: `NCBI-disease token head, 100 examples, bert-original`
+        (`, lr 0.0002` where the cell is one of the scan's other learning rates)."""
         size = "all" if self.train_limit is None else self.train_limit
-        return f"{self.task} {self.head} head, {size} examples, {self.recipe}"
+        return f"{self.task} {self.head} head, {size} examples, {self.recipe}" + ("" if self.lr is None else f", lr {self.lr:g}")
+
+    def matches(self, cell: instability.Cell, scan: instability.ScanSettings) -> bool:
+        return ((cell.task, cell.head, cell.train_limit, cell.recipe, cell.lr)
+                == (self.task, self.head, self.train_limit, self.recipe, self.lr or scan.base["lr"]))
 
 
 class ArmConfig(NamedTuple):
@@ -90,8 +96,7 @@ class ArmConfig(NamedTuple):
 
 def base_config(setting: Setting, scan: instability.ScanSettings, seed: int, precision: str) -> RunConfig:
     """The setting's run as the scan trained it (same fields), for any seed."""
-    cell = next(c for c in instability.cells(scan) if (c.task, c.head, c.train_limit, c.recipe)
-                == (setting.task, setting.head, setting.train_limit, setting.recipe))
+    cell = next(c for c in instability.cells(scan) if setting.matches(c, scan))
     return cell.config(seed, precision)
 
 
