@@ -125,6 +125,19 @@ def test_the_default_scan_is_the_cheap_cells_of_the_full_one():
     assert {c.task for c in default} == {"BIOSSES", "GAD", "NCBI-disease", "BC5-chem", "ChemProt"}
 
 
+def test_chosen_settings_are_the_most_balanced_one_task_at_a_time():
+    def cell(task, size, failed, learnable=True, seeds=10):
+        return dict(task=task, head="token", train_limit=size, lr=1e-4, recipe="bert-original", seeds=seeds,
+                    failed=failed, unstable_but_learnable=learnable)
+
+    ncbi_half, ncbi_low, bc5 = cell("NCBI-disease", 100, 0.5), cell("NCBI-disease", 200, 0.4), cell("BC5-chem", 100, 0.2)
+    table = pd.DataFrame([ncbi_low, bc5, ncbi_half, cell("GAD", 100, 0.5, learnable=False), cell("DDI", 100, 0.5, seeds=5)])
+    pick = instability.chosen_settings(table)
+    assert list(zip(pick["task"], pick["train_limit"])) == [("NCBI-disease", 100), ("BC5-chem", 100)]
+    only_ncbi = instability.chosen_settings(table[table["task"] != "BC5-chem"])  # a second cell of the same task
+    assert list(zip(only_ncbi["task"], only_ncbi["train_limit"])) == [("NCBI-disease", 100), ("NCBI-disease", 200)]
+
+
 def test_the_remedies_settings_are_what_the_committed_scan_chose():
     from blurblib.core import paths
     from blurblib.workbook import profiles

@@ -22,6 +22,14 @@ def test_every_arm_departs_from_the_setting_only_where_it_says():
     assert {a.setting for a in pairs} == {SETTING.label}  # the strong baseline's own recipe does not rename it
 
 
+def test_the_control_arms_are_the_ones_the_compute_matched_rule_names():
+    from blurblib.training.config import compute_matched_control, control_label
+
+    arms = {a.arm: a.config for a in remedies.configs([SETTING], instability.FULL, seeds=(1,), precision="bf16")}
+    for arm, control in remedies.CONTROLS.items():
+        assert control_label(arms[arm]) == control and compute_matched_control(arms[arm]) == arms[control]
+
+
 def test_a_setting_at_another_learning_rate_is_its_own_cell_and_label():
     faster = remedies.Setting("BC5-chem", "token", 100, "bert-original", lr=2e-4)
     arms = {a.arm: a.config for a in remedies.configs([faster], instability.FULL, seeds=(1,), precision="bf16")}

@@ -67,8 +67,10 @@ FULL = ScanSettings(
            "ChemProt": (300, 1000), "DDI": (1000,), "HoC": (1000,)},
     base=dict(lr=1e-4, epochs=3, batch_size=16, max_length=128, eval_limit=200),
     per_task={"BIOSSES": dict(epochs=10, batch_size=8, eval_limit=None)},
-    # the NER tasks at 100 sentences, where seeds already spread widest at the base lr
-    lrs={("NCBI-disease", 100): (2e-4, 5e-5), ("BC5-chem", 100): (2e-4, 5e-5)},
+    # the NER tasks where seeds spread widest at the base lr: both ways at 100 sentences, and the
+    # larger step at 200, where the base lr learns on every seed
+    lrs={("NCBI-disease", 100): (2e-4, 5e-5), ("BC5-chem", 100): (2e-4, 5e-5),
+         ("NCBI-disease", 200): (2e-4,), ("BC5-chem", 200): (2e-4,)},
 )
 # The default profile's: its cells of at most 100 steps (100 and 300 examples, BIOSSES), the
 # ones a 2-core CPU trains to 10 seeds in about an hour; `full` adds 1,000 examples, DDI and HoC.
@@ -234,12 +236,15 @@ def _steps(row) -> int:
 
 def chosen_settings(table: pd.DataFrame, k: int = 2, min_seeds: int = 10) -> pd.DataFrame:
     """The settings the remedies are tested on: the `k` most balanced unstable-but-learnable
-    cells, at most one per task (a remedy's verdict then speaks for more than one task)."""
+    cells, each task's best before any task's second (a remedy's verdict then speaks for more
+    than one task where the scan found instability in more than one)."""
     picked = unstable_settings(table, min_seeds)
-    return picked.drop_duplicates("task").head(k)
+    firsts = ~picked.duplicated("task")
+    return pd.concat([picked[firsts], picked[~firsts]]).head(k)
 
 
 def unstable_settings(table: pd.DataFrame, min_seeds: int = 10) -> pd.DataFrame:
-    """The cells where remedies can be tested, most unstable first (failure rate nearest 1/2)."""
+    """The cells where remedies can be tested, most unstable first (failure rate nearest 1/2; ties
+    in the scan's order)."""
     picked = table[table["unstable_but_learnable"] & (table["seeds"] >= min_seeds)]
-    return picked.assign(balance=(picked["failed"] - 0.5).abs()).sort_values("balance").drop(columns="balance")
+    return picked.assign(balance=(picked["failed"] - 0.5).abs()).sort_values("balance", kind="stable").drop(columns="balance")
