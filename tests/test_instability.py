@@ -78,6 +78,10 @@ def test_scan_cells_cross_heads_sizes_and_recipes():
         (task, size, lr) for (task, size), lrs in instability.FULL.lrs.items() for lr in lrs}
     assert len(other_lr) == 2 * sum(map(len, instability.FULL.lrs.values())) and {c.head for c in other_lr} == {"token"}
     assert all(c.config(1, "bf16").lr == c.lr for c in other_lr)
+    larger = [c for c in cells if c.model != instability.FULL.model]
+    assert {(c.task, c.train_limit) for c in larger} == set(instability.FULL.larger_cells)
+    assert {c.model for c in larger} == {instability.FULL.larger_model} and len(larger) == 2 * len(instability.FULL.larger_cells)
+    assert all(c.lr == instability.FULL.base["lr"] and c.head == instability.paper_head(c.task) for c in larger)
 
 
 def _scan_rows(final, best, trivial=50.0, status="ok"):
@@ -132,6 +136,9 @@ def test_chosen_settings_are_the_most_balanced_one_task_at_a_time():
 
     ncbi_half, ncbi_low, bc5 = cell("NCBI-disease", 100, 0.5), cell("NCBI-disease", 200, 0.4), cell("BC5-chem", 100, 0.2)
     table = pd.DataFrame([ncbi_low, bc5, ncbi_half, cell("GAD", 100, 0.5, learnable=False), cell("DDI", 100, 0.5, seeds=5)])
+    table["model"] = "minilm-l6"
+    larger = dict(cell("NCBI-disease", 300, 0.5), model="mpnet-base")  # the remedies grid trains it beside the small one
+    table = pd.concat([pd.DataFrame([larger]), table], ignore_index=True)
     pick = instability.chosen_settings(table)
     assert list(zip(pick["task"], pick["train_limit"])) == [("NCBI-disease", 100), ("BC5-chem", 100)]
     only_ncbi = instability.chosen_settings(table[table["task"] != "BC5-chem"])  # a second cell of the same task
