@@ -301,7 +301,8 @@ def _calibration_legend(palette: dict):
 def instability_scan(table: pd.DataFrame):
     """The scan at a glance, one panel per task: failure rate at the end of training (top) and
     seed sd of the final dev score (bottom) against optimisation steps, a line per head and
-    optimiser recipe at the base learning rate, triangles for the others. Unstable-but-learnable cells (some seeds fail, some beat the frozen
+    optimiser recipe at the base learning rate (thick, with squares: the larger encoder),
+    triangles for the other learning rates. Unstable-but-learnable cells (some seeds fail, some beat the frozen
     reference) are ringed: there a remedy has something to remove."""
     task_order = list(dict.fromkeys(table["task"]))
     fig, axes = plt.subplots(2, len(task_order), figsize=(3.1 * len(task_order), 6.6), squeeze=False, sharey="row")
@@ -312,13 +313,17 @@ def instability_scan(table: pd.DataFrame):
     colours = dict(zip(order, (palette[0], palette[2], palette[4], palette[3])))  # blue, green, purple, red
     colours.update({h: "grey" for h in heads if h not in colours})
     base_lr = table["lr"].mode().iloc[0] if "lr" in table else None
+    scan_model = table["model"].mode().iloc[0]  # the others (the larger encoder) drawn with squares, named
     for column, task in enumerate(task_order):
         group = table[table["task"] == task]
-        for (head, recipe), cells in group.groupby(["head", "recipe"], sort=True):
+        for (model, head, recipe), cells in group.groupby(["model", "head", "recipe"], sort=True):
             cells = cells.sort_values("steps")
             line = cells if base_lr is None else cells[cells["lr"] == base_lr]
-            style = dict(color=colours[head], linestyle=styles.get(recipe, ":"), marker="o", markersize=4)
-            axes[0, column].plot(line["steps"], line["failed"], label=f"{head} head, {recipe}", **style)
+            other_model = model != scan_model
+            style = dict(color=colours[head], linestyle=styles.get(recipe, ":"), marker="s" if other_model else "o",
+                         markersize=5 if other_model else 4, linewidth=2.5 if other_model else 1.5)
+            label = f"{head} head, {recipe}" + (f", {model}" if other_model else "")
+            axes[0, column].plot(line["steps"], line["failed"], label=label, **style)
             axes[1, column].plot(line["steps"], line["final_dev_sd"], **style)
             # the scan's other learning rates: a triangle pointing up (larger) or down, hollow for bert-original
             for lr, point in ([] if base_lr is None else cells[cells["lr"] != base_lr].groupby("lr")):
