@@ -156,3 +156,15 @@ def test_the_remedies_settings_are_what_the_committed_scan_chose():
     assert [tuple(r) for r in chosen[["task", "head", "train_limit", "recipe", "lr"]].itertuples(index=False)] == committed
     full = profiles.get("03_stabilization", "full").settings
     assert full.unstable == profiles.UNSTABLE and len(full.remedy_seeds) >= 20
+
+
+def test_notebook_02_reads_both_encoders_at_the_scan_cells_they_share():
+    from blurblib.workbook import grids
+
+    both = grids.scan_of_both_models("default")
+    scan = instability.DEFAULT
+    assert set(zip(both["task"], both["train_limit"])) == set(scan.larger_cells)
+    assert set(both["model"]) == {scan.model, scan.larger_model} and set(both["recipe"]) == set(instability.RECIPES)
+    assert len(both) == 2 * 2 * len(scan.larger_cells) and (both["seeds"] == len(sum(scan.seed_blocks, ()))).all()
+    assert (both["lr"] == scan.base["lr"]).all() and both["reference_dev"].notna().all()
+    assert grids.scan_of_both_models("smoke").empty  # the smoke scan trains one model

@@ -140,6 +140,22 @@ def unstable_runs(profile: str) -> pd.DataFrame:
     return remedies.records(arm_configs, P03.results_dir, P03.any_precision) if arm_configs else pd.DataFrame()
 
 
+def scan_of_both_models(profile: str) -> pd.DataFrame:
+    """Notebook 03's scan at the cells it trains both encoders at (`ScanSettings.larger_cells`: the
+    paper's head, the base learning rate), a row per cell and model, from the stored runs: where
+    notebook 02 asks whether the larger encoder is unstable where the small one is, and where it is
+    not. Empty where the profile scans no larger encoder."""
+    P03 = profiles.get("03_stabilization", profile)
+    scan = P03.settings.scan
+    if scan is None or not scan.larger_cells:
+        return pd.DataFrame()
+    configs = [c for c in scan_configs(P03) if (c.task, c.train_limit) in set(scan.larger_cells)
+               and c.lr == scan.base["lr"] and c.head == instability.paper_head(c.task)]
+    refs = reference.references_for(configs, P03.scan_dir(), progress=False)
+    table = instability.cell_table(instability.records(configs, P03.scan_dir(), refs))
+    return table.sort_values(["task", "train_limit", "recipe", "model"], ignore_index=True)
+
+
 def scan_configs(P: Profile) -> list[RunConfig]:
     """The instability scan of notebook 03's profile, at the precision its runs train at."""
     scan = getattr(P.settings, "scan", None)
