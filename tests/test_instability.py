@@ -168,3 +168,21 @@ def test_notebook_02_reads_both_encoders_at_the_scan_cells_they_share():
     assert len(both) == 2 * 2 * len(scan.larger_cells) and (both["seeds"] == len(sum(scan.seed_blocks, ()))).all()
     assert (both["lr"] == scan.base["lr"]).all() and both["reference_dev"].notna().all()
     assert grids.scan_of_both_models("smoke").empty  # the smoke scan trains one model
+
+
+def test_per_task_says_why_a_task_has_no_unstable_setting():
+    def cell(task, failed, beat, learnable=False):
+        return dict(task=task, seeds=10, failed=failed, beat_reference=beat, unstable_but_learnable=learnable)
+
+    table = pd.DataFrame([cell("NCBI-disease", 0.1, 0.7, True), cell("NCBI-disease", 0.0, 1.0),
+                          cell("BIOSSES", 0.3, 0.1), cell("BIOSSES", 0.0, 1.0),  # fails, or learns: never both
+                          cell("GAD", 0.8, 0.1), cell("GAD", 1.0, 0.0),          # fails, never learns
+                          cell("BC5-chem", 0.0, 0.6)])                           # learns, never fails
+    reading = instability.per_task(table).set_index("task")
+    assert reading.loc["NCBI-disease", "unstable_but_learnable"] == 1 and reading.loc["NCBI-disease", "runs"] == 20
+    assert reading.loc["NCBI-disease", "reading"] == "unstable but learnable in 1 cell of 2"
+    assert reading.loc["BIOSSES", "reading"] == (
+        "where seeds fail (1 cell) at most 1 beat the bar; where 2 or more beat it (1 cell) none fails")
+    assert reading.loc["GAD", "reading"].startswith("seeds fail in 2 cells, but no cell has 2 seeds") and "(the most: 1)" in reading.loc["GAD", "reading"]
+    assert reading.loc["BC5-chem", "reading"] == "no seed fails in any cell"
+    assert reading["cells_with_failures"].tolist() == [1, 1, 2, 0] and reading["cells_that_learn"].tolist() == [2, 1, 0, 1]

@@ -82,3 +82,18 @@ def test_report_summary_shows_the_p_a_verdict_rests_on_and_each_claim_once(tmp_p
     summary = "\n".join(reproduce.summary_section(tables))
     assert "0.0021" in summary and "| 1 |" not in summary  # the opposite direction decided it
     assert summary.count("| does not hold |") == 1 and "NCBI-disease token head / reinit1" in summary
+
+
+def test_report_says_where_the_scan_found_no_unstable_setting_and_why(tmp_path):
+    import pandas as pd
+
+    from blurblib.workbook import instability
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    assert reproduce.scan_section(tables) == []  # a profile without a scan
+    cells = pd.DataFrame([dict(task="BIOSSES", seeds=10, failed=0.3, beat_reference=0.0, unstable_but_learnable=False),
+                          dict(task="BIOSSES", seeds=10, failed=0.0, beat_reference=1.0, unstable_but_learnable=False)])
+    instability.per_task(cells).to_csv(tables / reproduce.SCAN_TASKS, index=False)
+    section = "\n".join(reproduce.scan_section(tables))
+    assert "| BIOSSES | 2 | 20 | 0 |" in section and "where seeds fail (1 cell) at most 0 beat the bar" in section

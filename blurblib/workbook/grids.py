@@ -145,15 +145,23 @@ def scan_of_both_models(profile: str) -> pd.DataFrame:
     paper's head, the base learning rate), a row per cell and model, from the stored runs: where
     notebook 02 asks whether the larger encoder is unstable where the small one is, and where it is
     not. Empty where the profile scans no larger encoder."""
-    P03 = profiles.get("03_stabilization", profile)
-    scan = P03.settings.scan
+    scan = profiles.get("03_stabilization", profile).settings.scan
     if scan is None or not scan.larger_cells:
         return pd.DataFrame()
-    configs = [c for c in scan_configs(P03) if (c.task, c.train_limit) in set(scan.larger_cells)
-               and c.lr == scan.base["lr"] and c.head == instability.paper_head(c.task)]
-    refs = reference.references_for(configs, P03.scan_dir(), progress=False)
-    table = instability.cell_table(instability.records(configs, P03.scan_dir(), refs))
+    table = scan_table(profile, lambda c: (c.task, c.train_limit) in set(scan.larger_cells)
+                       and c.lr == scan.base["lr"] and c.head == instability.paper_head(c.task))
     return table.sort_values(["task", "train_limit", "recipe", "model"], ignore_index=True)
+
+
+def scan_table(profile: str, keep=None) -> pd.DataFrame:
+    """Notebook 03's scan under `profile` as `instability.cell_table` rows, from the stored runs
+    (03 or `blurb scan` trains them), of the runs whose config `keep` accepts (all by default)."""
+    P03 = profiles.get("03_stabilization", profile)
+    configs = [c for c in scan_configs(P03) if keep is None or keep(c)]
+    if not configs:
+        return pd.DataFrame(columns=[*instability.CELL_COLUMNS, *instability.TABLE_COLUMNS])
+    refs = reference.references_for(configs, P03.scan_dir(), progress=False)
+    return instability.cell_table(instability.records(configs, P03.scan_dir(), refs))
 
 
 def scan_configs(P: Profile) -> list[RunConfig]:

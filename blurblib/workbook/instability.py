@@ -239,6 +239,37 @@ def cell_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def per_task(table: pd.DataFrame) -> pd.DataFrame:
+    """Per task, what the scan found: its cells and runs, how many cells are unstable but
+    learnable, and where none is, why (`reading`): the cells where seeds fail never had
+    `LEARNED_SEEDS` seeds above the bar, or the cells that learn never had a seed fail."""
+    rows = []
+    for task, cells in table.groupby("task", sort=False):
+        above = (cells["beat_reference"].fillna(0) * cells["seeds"]).round().astype(int)
+        failing, learning = cells[cells["failed"] > 0], cells[above >= LEARNED_SEEDS]
+        most_above = int(above[failing.index].max()) if len(failing) else None
+        found = int(cells["unstable_but_learnable"].sum())
+        if found:
+            reading = f"unstable but learnable in {_cells(found)} of {len(cells)}"
+        elif failing.empty:
+            reading = "no seed fails in any cell"
+        elif learning.empty:
+            reading = (f"seeds fail in {_cells(len(failing))}, but no cell has {LEARNED_SEEDS} seeds "
+                       f"{LEARNED_MARGIN:g} points above the bar (the most: {most_above})")
+        else:
+            reading = (f"where seeds fail ({_cells(len(failing))}) at most {most_above} beat the bar; "
+                       f"where {LEARNED_SEEDS} or more beat it ({_cells(len(learning))}) none fails")
+        rows.append({"task": task, "cells": len(cells), "runs": int(cells["seeds"].sum()),
+                     "unstable_but_learnable": found, "cells_with_failures": len(failing),
+                     "cells_that_learn": len(learning), "reading": reading})
+    return pd.DataFrame(rows, columns=["task", "cells", "runs", "unstable_but_learnable", "cells_with_failures",
+                                       "cells_that_learn", "reading"])
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
 def _steps(row) -> int:
     """Optimisation steps of a run: batches per epoch times epochs."""
     return int(np.ceil(row["n_train"] / row["batch_size"]) * row["epochs"])

@@ -337,6 +337,20 @@ def summary_section(tables: Path) -> list[str]:
             to_markdown(pd.DataFrame(rows)), ""]
 
 
+SCAN_TASKS = "03_stabilization_scan_tasks.csv"  # `instability.per_task` of the committed scan
+
+
+def scan_section(tables: Path) -> list[str]:
+    """Where the instability scan found settings to test the remedies on, per task, and where it
+    found none, why: a claim with no unstable-but-learnable setting is untested there, not refuted."""
+    path = tables / SCAN_TASKS
+    if not path.is_file():
+        return []
+    return ["### Where the scan found fine-tuning unstable but learnable (notebook 03, dev only)", "",
+            "The remedies' claims about stability are tested only on such settings; a task without one is "
+            "not tested there, and `reading` says why.", "", to_markdown(pd.read_csv(path)), ""]
+
+
 def _verdict_p(row) -> float:
     """The adjusted p of the direction the verdict speaks for: a claim that *does not hold* was
     decided by the opposite direction's p (its own is near 1, which would read as no evidence)."""
@@ -392,6 +406,7 @@ def write_report(profile: str, out: Path, rehearsal_notes: list[str] | None = No
         "",
         *about,
         *summary_section(tables),
+        *scan_section(tables),
     ]
     for notebook in notebook_paths():
         stem = notebook.stem
