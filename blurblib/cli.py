@@ -172,6 +172,28 @@ def _remedies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faithful(args: argparse.Namespace) -> int:
+    from .analysis import stats
+    from .core.errors import ConfigError
+    from .runs import sweep
+    from .workbook import efficiency, profiles
+
+    P = profiles.get("06_efficiency", args.profile)
+    configs = sweep.expand(efficiency.faithful_sweep(P))
+    if args.task:
+        unknown = sorted(set(args.task) - set(efficiency.LONG_RUNS))
+        if unknown:
+            raise ConfigError(f"--task {' '.join(unknown)}: the long SlimFit runs are on {', '.join(efficiency.LONG_RUNS)}")
+        configs = [c for c in configs if c.task in args.task]
+    print(sweep.format_plan(P.plan(configs)))
+    if args.dry_run:
+        return 0
+    runs = P.run_sweep(configs, workers=args.workers)
+    summary = stats.summarize(runs, by=["task", "technique"])[["task", "technique", "n", "mean", "std", "failed_rate"]]
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
 def _run_or_plan(configs, args: argparse.Namespace, any_precision: bool = False) -> int:
     """Check every config first, so a bad value fails here and not after the plan (or an hour in)."""
     from .runs import sweep
@@ -296,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("--task", action="append", default=None,
                     help="only the settings on this task (repeatable; default: every setting)")
     rm.set_defaults(func=_remedies)
+
+    sf = sub.add_parser("faithful", help="SlimFit as its authors built it, its block variant, static freezing and "
+                                         "standard on runs of >= 1,000 steps (notebook 06's long grid)",
+                        description="Train the long SlimFit grid's missing runs (resumable; efficiency.faithful_sweep: "
+                                    "GAD, ChemProt and NCBI-disease, 5 seeds, no warm-up) and print a summary.")
+    _add_grid_options(sf, "default", "whose model and run settings: notebook 06's under this profile")
+    sf.add_argument("--task", action="append", default=None, help="only this task (repeatable; default: all three)")
+    sf.set_defaults(func=_faithful)
 
     rep = sub.add_parser("reproduce", help="execute every numbered notebook (papermill), then write outputs/REPORT.md",
                          description="Execute every numbered notebook under one profile with papermill (executed "

@@ -308,3 +308,13 @@ def test_the_long_faithful_grid_has_every_arm_over_five_seeds_and_a_thousand_ste
     for c in faithful:
         c.validate()
     assert "slimfit-faithful" in bench.arm_knobs("minilm-l6", faithful=True)
+
+
+def test_blurb_faithful_plans_the_long_grid_and_names_its_tasks(capsys):
+    from blurblib import cli
+
+    assert cli.main(["faithful", "--task", "GAD", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert plan.startswith("20 runs") and "GAD" in plan and "ChemProt" not in plan  # 4 arms x 5 seeds
+    assert cli.main(["faithful", "--task", "HoC", "--dry-run"]) != 0
+    assert "GAD, ChemProt, NCBI-disease" in capsys.readouterr().err
