@@ -75,7 +75,7 @@ FULL = ScanSettings(
     # larger step at 200, where the base lr learns on every seed
     lrs={("NCBI-disease", 100): (2e-4, 5e-5), ("BC5-chem", 100): (2e-4, 5e-5),
          ("NCBI-disease", 200): (2e-4,), ("BC5-chem", 200): (2e-4,)},
-    # the larger encoder on NCBI-disease at 100 sentences (the small one unstable) and 200 (stable at this lr)
+    # the larger encoder on NCBI-disease at 100 sentences (the small one unstable) and 200 (where BERTAdam learns on every seed)
     larger_cells=(("NCBI-disease", 100), ("NCBI-disease", 200)),
 )
 # The default profile's: its cells of at most 100 steps (100 and 300 examples, BIOSSES), the
